@@ -1,0 +1,39 @@
+# The README's two commands, `make demo` and `make test`, need nothing but python3 on the machine.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PGRAD  := $(VENV)/bin/pgrad
+STAMP  := $(VENV)/.installed
+export MPLBACKEND := Agg
+
+.PHONY: demo test test-all lint learn bench bench-full clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# Train PPO on CartPole-v1 for 100k steps (the shipped preset), then evaluate the saved agent.
+demo: $(STAMP)
+	$(PGRAD) train ppo --env CartPole-v1 --total-steps 100000 --seed 0 --run-dir runs/demo-ppo-cartpole --overwrite
+	$(PGRAD) eval runs/demo-ppo-cartpole --episodes 10
+
+# Everything CI runs: unit tests, math references and short seeded learning tests.
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pgrad tests benchmarks
+
+# Full-budget learning runs (the issues' thresholds); writes benchmarks/learning.md.
+learn: $(STAMP)
+	$(PY) benchmarks/learn.py
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench.py --quick
+
+bench-full: $(STAMP)
+	$(PY) benchmarks/bench.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,172 @@
+"""Proximal Policy Optimization, clipped surrogate (notes: "Proximal Policy Optimization (PPO)").
+
+    r_t(θ) = π_θ(a_t|s_t) / π_θold(a_t|s_t)
+    J(θ)   = E[ min(r_t A_t, clip(r_t, 1 − ε, 1 + ε) A_t) ]
+
+with GAE advantages, a value loss, an entropy bonus, and the implementation details of
+CHECKLIST E.2 (Adam ε 1e-5, per-minibatch advantage normalisation, shuffled minibatches every
+epoch, global grad-norm clip, linear annealing, k3 approx-KL, optional target-KL early stop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pgrad.buffers import RolloutBuffer
+from pgrad.config import OnPolicyConfig, in_range, non_negative, one_of, positive, positive_int, require, schedule
+from pgrad.estimators import explained_variance, gae
+from pgrad.networks import ActorCritic
+
+
+@dataclass(frozen=True)
+class PPOConfig(OnPolicyConfig):
+    """PPO with the clipped surrogate objective."""
+
+    batch_size: int = 64
+    """Minibatch size; n_steps × n_envs samples are shuffled and cut into minibatches each epoch."""
+    n_epochs: int = 10
+    """Passes over the rollout per update."""
+    clip_range: float = 0.2
+    """ε of the clipped surrogate."""
+    clip_range_schedule: Literal["constant", "linear"] = "constant"
+    """Constant ε, or linear decay to 0."""
+    clip_range_vf: float | None = None
+    """Clip the value prediction to V_old ± this (None: no value clipping; CHECKLIST item 14)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient c_ent."""
+    vf_coef: float = 0.5
+    """Value loss coefficient c_vf."""
+    normalize_advantage: bool = True
+    """Normalise advantages per minibatch (CHECKLIST item 12)."""
+    target_kl: float | None = None
+    """Stop the epochs early once approx KL exceeds 1.5 × this (None: never; as SB3)."""
+
+    def validate(self) -> None:
+        super().validate()
+        positive_int("batch_size", self.batch_size)
+        require(
+            "batch_size",
+            self.batch_size,
+            self.batch_size <= self.n_steps * self.n_envs,
+            f"must be <= n_steps × n_envs = {self.n_steps * self.n_envs} (the rollout size)",
+        )
+        positive_int("n_epochs", self.n_epochs)
+        in_range("clip_range", self.clip_range, 0.0, 1.0, low_open=True, high_open=True)
+        one_of("clip_range_schedule", self.clip_range_schedule, ("constant", "linear"))
+        if self.clip_range_vf is not None:
+            positive("clip_range_vf", self.clip_range_vf)
+        non_negative("ent_coef", self.ent_coef)
+        non_negative("vf_coef", self.vf_coef)
+        if self.target_kl is not None:
+            positive("target_kl", self.target_kl)
+
+
+class PPO:
+    """Acts with π_θold during collection; ``update`` runs the clipped-surrogate epochs."""
+
+    config_class = PPOConfig
+
+    def __init__(self, cfg: PPOConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
+        self.cfg, self.device = cfg, device
+        discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.policy = ActorCritic(
+            obs_dim=int(observation_space.shape[0]),
+            action_dim=int(action_space.n) if discrete else int(action_space.shape[0]),
+            discrete=discrete,
+            hidden_sizes=cfg.hidden_sizes,
+            activation=cfg.activation,
+            shared=cfg.shared_network,
+            log_std_init=cfg.log_std_init,
+            state_dependent_std=cfg.state_dependent_std,
+            ortho_init=cfg.ortho_init,
+        ).to(device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # minibatch shuffles
+        self.action_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
+
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Sample ``a ~ π(·|s)``; returns ``(actions, log π(a|s), V(s))`` for a batch ``[N, obs_dim]``."""
+        dist, values = self.policy(obs)
+        actions = dist.sample(self.action_generator)
+        return actions, dist.log_prob(actions), values
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.policy.value(obs)
+
+    def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
+        cfg = self.cfg
+        learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
+        clip_range = schedule(cfg.clip_range, cfg.clip_range_schedule, progress_remaining)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+
+        with torch.no_grad():
+            advantages, returns = gae(
+                buf.rewards, buf.values, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.gae_lambda
+            )
+        obs = buf.obs.flatten(0, 1)
+        actions = buf.actions.flatten(0, 1)
+        old_log_probs, old_values = buf.log_probs.flatten(), buf.values.flatten()
+        advantages, returns = advantages.flatten(), returns.flatten()
+
+        terms: list[Tensor] = []
+        stopped_early = False
+        for _epoch in range(cfg.n_epochs):
+            for idx in buf.minibatch_indices(cfg.batch_size, self.generator):
+                dist, values = self.policy(obs[idx])
+                log_prob = dist.log_prob(actions[idx])
+                log_ratio = log_prob - old_log_probs[idx]
+                ratio = log_ratio.exp()  # r_t(θ) = π_θ(a|s) / π_θold(a|s)
+                adv = advantages[idx]
+                if cfg.normalize_advantage and len(idx) > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+
+                # PPO-clip: L^CLIP = −E[ min(r·A, clip(r, 1−ε, 1+ε)·A) ]
+                surrogate = ratio * adv
+                clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * adv
+                policy_loss = -torch.min(surrogate, clipped).mean()
+
+                # Value loss (V − R)², as SB3 (no ½); optionally max with the clipped prediction's error.
+                value_loss = F.mse_loss(values, returns[idx])
+                if cfg.clip_range_vf is not None:
+                    v_clipped = old_values[idx] + (values - old_values[idx]).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
+                    value_loss = torch.max((values - returns[idx]).pow(2), (v_clipped - returns[idx]).pow(2)).mean()
+
+                entropy = dist.entropy().mean()
+                # L = L^CLIP − c_ent·H + c_vf·L^V
+                loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1.0) - log_ratio).mean()  # k3 estimator of KL(π_old‖π)
+                    clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
+                if cfg.target_kl is not None and approx_kl.item() > 1.5 * cfg.target_kl:
+                    stopped_early = True
+                    break
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                terms.append(torch.stack([policy_loss, value_loss, entropy, approx_kl, clip_fraction, loss]).detach())
+            if stopped_early:
+                break
+
+        means = torch.stack(terms).mean(0).tolist() if terms else [float("nan")] * 6
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "loss")
+        metrics = {f"losses/{k}": v for k, v in zip(names, means, strict=True)}
+        metrics["losses/explained_variance"] = float(explained_variance(old_values, returns))
+        metrics["charts/learning_rate"] = learning_rate
+        metrics["charts/clip_range"] = clip_range
+        metrics["charts/gradient_steps"] = len(terms)
+        return metrics
+
+    def state_dict(self) -> dict:
+        """Everything besides the policy weights that a checkpoint needs."""
+        return {"optimizer": self.optimizer.state_dict()}

@@ -1,0 +1,87 @@
+"""Weights on disk: safetensors + JSON, written atomically, loaded without running any code.
+
+A saved agent is a directory with ``model.safetensors`` (tensors only) and ``agent.json``
+(architecture spec, action space, normalisation flags, config). Nothing is unpickled, so a
+crafted file cannot execute code; a missing, truncated, corrupt or foreign file raises
+:class:`CheckpointError` with a message that says which file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+FORMAT = "pgrad-agent"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+META_FILE = "agent.json"
+
+
+class CheckpointError(ValueError):
+    """A saved agent or checkpoint cannot be read: missing, corrupt, foreign or a newer version."""
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one whole:
+    temp file in the same directory, fsync, rename, fsync the directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Save tensors and JSON metadata into ``directory`` (weights first, then the JSON that names them)."""
+    directory = Path(directory)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write(directory / MODEL_FILE, st_save(tensors, metadata={"format": FORMAT}))
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    atomic_write(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+
+
+def load(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read ``(tensors, meta)`` back; raise :class:`CheckpointError` on anything unexpected."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{str(directory)!r} is not a directory with a saved pgrad agent")
+    meta_path, model_path = directory / META_FILE, directory / MODEL_FILE
+    for p in (meta_path, model_path):
+        if not p.is_file():
+            raise CheckpointError(f"{str(directory)!r} has no {p.name}: not a saved pgrad agent (or an unfinished run)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{meta_path} is not valid JSON ({e}); the file is corrupt or foreign") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path} is not a pgrad agent file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{meta_path} has format_version {version!r}; this pgrad reads version {FORMAT_VERSION}"
+        )
+    try:
+        tensors = st_load(model_path.read_bytes())
+    except (SafetensorError, ValueError, OSError) as e:
+        raise CheckpointError(f"{model_path} is not a readable safetensors file ({e}); it is corrupt or truncated") from None
+    return tensors, meta

@@ -1,0 +1,167 @@
+"""The ``pgrad`` command: train, eval, plot, list.
+
+``pgrad train ALGO`` is generated from the algorithm's config dataclass by tyro, so every
+hyperparameter is a flag with its default and help text; the (algo, env) preset is applied first
+and explicit flags override it. Usage errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+USAGE = """usage: pgrad <command> ...
+
+commands:
+  train ALGO [--env ENV] [--total-steps N] [--seed S] [--preset auto|none] [FLAGS]   train an agent
+  eval RUN_DIR [--episodes 10] [--video out.mp4]                                  evaluate a saved agent
+  plot RUN_DIR... [-o curves.png]                                                 learning curves
+  list                                                                            algorithms and presets
+
+`pgrad train ALGO --help` lists every hyperparameter of ALGO."""
+
+
+class UsageError(Exception):
+    pass
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for i, token in enumerate(argv):
+        if token == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if token.startswith(flag + "="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def _given_fields(argv: list[str], fields: set[str]) -> set[str]:
+    """Config fields the user set explicitly on the command line (``--x-y``, ``--x-y=v``, ``--no-x-y``)."""
+    given = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            if name.startswith("no_") and name[3:] in fields:
+                name = name[3:]
+            if name in fields:
+                given.add(name)
+    return given
+
+
+def cmd_train(argv: list[str]) -> int:
+    import tyro
+
+    from pgrad.algos import get_algo
+    from pgrad.train import resolve_config, run
+
+    if not argv or argv[0].startswith("-"):
+        raise UsageError("pgrad train needs an algorithm: pgrad train ALGO [flags] (see `pgrad list`)")
+    entry = get_algo(argv[0])
+    rest = argv[1:]
+    preset = _flag_value(rest, "--preset") or "auto"
+    rest = [t for i, t in enumerate(rest) if not (t == "--preset" or t.startswith("--preset=") or (i > 0 and rest[i - 1] == "--preset"))]
+    env = _flag_value(rest, "--env") or entry.config_class.env
+    base, sources, preset_name = resolve_config(entry.name, env, preset)
+    cfg = tyro.cli(
+        entry.config_class,
+        args=rest,
+        default=base,
+        prog=f"pgrad train {entry.name}",
+        description=f"Train {entry.name}: {entry.summary}. Defaults shown include the preset for --env {env}"
+        + (f" ({preset_name})." if preset_name else " (no preset)."),
+    )
+    fields = {f.name for f in dataclasses.fields(entry.config_class)}
+    for name in _given_fields(rest, fields):
+        sources[name] = "user"
+    try:
+        run(entry.name, cfg, sources, preset_name)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="pgrad eval", description="Evaluate a saved agent.")
+    parser.add_argument("run_dir", help="run directory (or any directory with a saved agent)")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--env", default=None, help="evaluate on another env id than the one trained on")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    parser.add_argument("--video", default=None, help="write the episodes' frames to this .mp4 or .gif")
+    args = parser.parse_args(argv)
+    from rich.console import Console
+
+    from pgrad.agent import load
+    from pgrad.evaluation import evaluate
+
+    if args.episodes < 1:
+        raise UsageError(f"--episodes {args.episodes} is invalid: must be >= 1")
+    agent = load(args.run_dir)
+    result = evaluate(agent, args.episodes, args.seed, args.env, deterministic=not args.stochastic, video=args.video)
+    mode = "stochastic" if args.stochastic else "deterministic"
+    Console().print(
+        f"{agent.algo} on {args.env or agent.env_id}: mean return {result.mean:.2f} ± {result.std:.2f} "
+        f"over {args.episodes} {mode} episodes" + (f"; video in {args.video}" if args.video else "")
+    )
+    print(json.dumps(result.to_json()))
+    return 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="pgrad plot", description="Plot learning curves of run directories.")
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("-o", "--output", default="curves.png")
+    parser.add_argument("--metric", default="charts/episodic_return")
+    args = parser.parse_args(argv)
+    from pgrad.plotting import plot_runs
+
+    for run in args.run_dirs:
+        if not (Path(run) / "progress.csv").is_file():
+            raise UsageError(f"{run!r} is not a pgrad run directory (no progress.csv)")
+    print(plot_runs(args.run_dirs, args.output, args.metric))
+    return 0
+
+
+def cmd_list(argv: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pgrad.algos import ALGORITHMS
+    from pgrad.train import load_presets
+
+    presets = load_presets()
+    table = Table(title="pgrad algorithms")
+    table.add_column("algorithm")
+    table.add_column("update")
+    table.add_column("presets (env ids)")
+    for name, entry in ALGORITHMS.items():
+        table.add_row(name, entry.summary, ", ".join(presets.get(name, {})) or "-")
+    Console().print(table)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"pgrad: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    from pgrad.checkpoint import CheckpointError
+
+    try:
+        return COMMANDS[command](rest)
+    except (UsageError, ValueError, FileExistsError, CheckpointError) as e:
+        print(f"pgrad {command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

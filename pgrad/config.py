@@ -1,0 +1,174 @@
+"""Config dataclasses shared by every algorithm, and their validation.
+
+Configs are frozen and validated on construction: a bad value raises ``ValueError`` naming the
+field, the value and what is allowed. Field names follow Stable-Baselines3 / RL-Zoo where the
+concept is the same, so a Zoo hyperparameter file translates line for line. The field docstrings
+are the CLI's help text (tyro reads them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+def require(name: str, value: Any, ok: bool, allowed: str) -> None:
+    """Raise ``ValueError("name=value is invalid: allowed")`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid: {allowed}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def positive_int(name: str, value: Any) -> None:
+    require(name, value, _is_int(value) and value >= 1, "must be an integer >= 1")
+
+
+def non_negative_int(name: str, value: Any) -> None:
+    require(name, value, _is_int(value) and value >= 0, "must be an integer >= 0")
+
+
+def in_range(name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+    ok = _is_num(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    require(name, value, ok, f"must be a number in {left}{low}, {high}{right}")
+
+
+def positive(name: str, value: Any) -> None:
+    require(name, value, _is_num(value) and value > 0, "must be a finite number > 0")
+
+
+def non_negative(name: str, value: Any) -> None:
+    require(name, value, _is_num(value) and value >= 0, "must be a finite number >= 0")
+
+
+def one_of(name: str, value: Any, choices: tuple) -> None:
+    require(name, value, value in choices, f"must be one of {', '.join(map(repr, choices))}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every run has, whatever the algorithm."""
+
+    env: str = "CartPole-v1"
+    """Gymnasium environment id."""
+    total_steps: int = 100_000
+    """Environment steps to train for (summed over the parallel envs)."""
+    seed: int = 0
+    """Seed for python, numpy, torch and the environments (sub-env i gets seed + i)."""
+    n_envs: int = 1
+    """Number of parallel environments."""
+    vectorization: Literal["sync", "async"] = "sync"
+    """Step the envs in this process (sync) or in subprocesses (async)."""
+    normalize_obs: bool = False
+    """Running mean/std normalisation of observations (saved with the agent, frozen at evaluation)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Torch device; auto picks cuda when available."""
+    torch_threads: int = 1
+    """Torch CPU threads (1 is fastest for small MLPs on small machines: see benchmarks/)."""
+    eval_episodes: int = 10
+    """Deterministic evaluation episodes at the end of training (0 to skip)."""
+    eval_every: int = 0
+    """Also evaluate every this many steps during training (0: only at the end)."""
+    checkpoint_every: int = 0
+    """Save the agent every this many steps (0: only at the end)."""
+    run_dir: str | None = None
+    """Run directory (default runs/<algo>-<env>-<seed>-<time>)."""
+    overwrite: bool = False
+    """Allow writing into an existing run directory."""
+    tensorboard: bool = True
+    """Write TensorBoard event files."""
+    progress_bar: bool = True
+    """Show a progress bar while training."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        require("env", self.env, isinstance(self.env, str) and bool(self.env), "must be a gymnasium env id")
+        positive_int("total_steps", self.total_steps)
+        require("seed", self.seed, _is_int(self.seed) and 0 <= self.seed < 2**31, "must be an integer in [0, 2^31)")
+        positive_int("n_envs", self.n_envs)
+        one_of("vectorization", self.vectorization, ("sync", "async"))
+        one_of("device", self.device, ("auto", "cpu", "cuda"))
+        positive_int("torch_threads", self.torch_threads)
+        non_negative_int("eval_episodes", self.eval_episodes)
+        non_negative_int("eval_every", self.eval_every)
+        non_negative_int("checkpoint_every", self.checkpoint_every)
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig(RunConfig):
+    """Collect ``n_steps`` × ``n_envs`` transitions, estimate advantages, update."""
+
+    n_steps: int = 2048
+    """Steps per env per rollout (T)."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    gae_lambda: float = 0.95
+    """GAE λ: 1 is the Monte Carlo advantage, 0 the one-step TD error."""
+    learning_rate: float = 3e-4
+    """Initial learning rate."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """Constant, or linear decay to 0 over training (CHECKLIST item 10)."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip (0 disables)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the policy and value networks."""
+    activation: Literal["tanh", "relu", "elu"] = "tanh"
+    """Hidden activation."""
+    shared_network: bool = False
+    """One torso for policy and value (default: separate networks)."""
+    ortho_init: bool = True
+    """Orthogonal init (gains √2 hidden, 0.01 policy head, 1 value head)."""
+    log_std_init: float = 0.0
+    """Initial log-std of the Gaussian policy (Box actions)."""
+    state_dependent_std: bool = False
+    """Gaussian log-std from a network head instead of a free parameter."""
+
+    def validate(self) -> None:
+        super().validate()
+        positive_int("n_steps", self.n_steps)
+        in_range("gamma", self.gamma, 0.0, 1.0)
+        in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        positive("learning_rate", self.learning_rate)
+        one_of("lr_schedule", self.lr_schedule, ("constant", "linear"))
+        non_negative("max_grad_norm", self.max_grad_norm)
+        require(
+            "hidden_sizes",
+            self.hidden_sizes,
+            isinstance(self.hidden_sizes, tuple) and all(_is_int(h) and h >= 1 for h in self.hidden_sizes),
+            "must be a tuple of integers >= 1",
+        )
+        one_of("activation", self.activation, ("tanh", "relu", "elu"))
+        in_range("log_std_init", self.log_std_init, -20.0, 2.0)
+
+
+def schedule(value: float, kind: str, progress_remaining: float) -> float:
+    """``value`` held constant, or decayed linearly to 0 as ``progress_remaining`` goes 1 → 0."""
+    return value * progress_remaining if kind == "linear" else value
+
+
+def to_jsonable(config: RunConfig) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def from_jsonable(config_class: type[RunConfig], values: dict[str, Any]) -> RunConfig:
+    names = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown} for {config_class.__name__}")
+    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

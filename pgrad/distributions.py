@@ -1,0 +1,125 @@
+"""Action distributions behind one small interface, used by every policy in pgrad.
+
+Each distribution is built from network outputs for a batch of ``B`` states and offers
+``sample()``, ``log_prob(actions) -> [B]``, ``entropy() -> [B]``, ``kl(other) -> [B]`` (KL(self‖other))
+and ``mode()`` (the deterministic action). Reparameterised ``rsample()`` where it exists.
+
+They are thin on purpose: ``torch.distributions`` validates and broadcasts on every call, which
+costs 2-4x on the per-step acting path of small-MLP runs (see ../shared/PEERS.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class Categorical:
+    """Categorical over ``A`` actions from logits ``[B, A]``; actions are int64 ``[B]``."""
+
+    def __init__(self, logits: Tensor):
+        self.logits = logits - torch.logsumexp(logits, dim=-1, keepdim=True)  # log π(·|s)
+
+    @property
+    def probs(self) -> Tensor:
+        return self.logits.exp()
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        return torch.multinomial(self.probs, 1, generator=generator).squeeze(-1)
+
+    def mode(self) -> Tensor:
+        return self.logits.argmax(dim=-1)
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        return self.logits.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> Tensor:
+        # H = −Σ_a π(a|s) log π(a|s)
+        return -(self.probs * self.logits).sum(-1)
+
+    def kl(self, other: Categorical) -> Tensor:
+        # KL(p‖q) = Σ_a p(a) (log p(a) − log q(a))
+        return (self.probs * (self.logits - other.logits)).sum(-1)
+
+
+class DiagGaussian:
+    """Gaussian with diagonal covariance: mean ``[B, D]``, log-std ``[B, D]`` or ``[D]``.
+
+    A ``[D]`` log-std is the state-independent parameter of PPO/TRPO; a ``[B, D]`` one is
+    state-dependent (a network head). Log-densities are summed over the ``D`` independent dims.
+    """
+
+    def __init__(self, mean: Tensor, log_std: Tensor):
+        self.mean = mean
+        self.log_std = log_std.expand_as(mean)
+        self.std = self.log_std.exp()
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(generator)
+
+    def rsample(self, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+        return self.mean + self.std * noise  # a = μ + σ ε, ε ~ N(0, I)
+
+    def mode(self) -> Tensor:
+        return self.mean
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        # log N(a; μ, σ²) = Σ_i [ −(a_i − μ_i)² / (2σ_i²) − log σ_i − ½ log 2π ]
+        z = (actions - self.mean) / self.std
+        return (-0.5 * z.pow(2) - self.log_std - _HALF_LOG_2PI).sum(-1)
+
+    def entropy(self) -> Tensor:
+        # H = Σ_i [ ½ + ½ log 2π + log σ_i ]
+        return (0.5 + _HALF_LOG_2PI + self.log_std).sum(-1)
+
+    def kl(self, other: DiagGaussian) -> Tensor:
+        # KL(p‖q) = Σ_i [ log σ_q/σ_p + (σ_p² + (μ_p − μ_q)²) / (2σ_q²) − ½ ]
+        var_ratio = (self.std / other.std).pow(2)
+        mean_term = ((self.mean - other.mean) / other.std).pow(2)
+        return (other.log_std - self.log_std + 0.5 * (var_ratio + mean_term) - 0.5).sum(-1)
+
+
+class TanhGaussian:
+    """``a = tanh(u)``, ``u ~ N(μ, σ²)``: a Gaussian squashed into ``(−1, 1)^D`` (SAC's policy).
+
+    Change of variables: ``log π(a|s) = log N(u; μ, σ²) − Σ_i log(1 − tanh²(u_i))``, with the
+    log-Jacobian in the stable form ``2 (log 2 − u − softplus(−2u))`` (CHECKLIST item 35).
+    Rescaling ``(−1, 1)`` to ``[low, high]`` is the caller's (a constant shift of the log-density).
+    """
+
+    def __init__(self, mean: Tensor, log_std: Tensor):
+        self.normal = DiagGaussian(mean, log_std)
+
+    @staticmethod
+    def _log_det_jacobian(u: Tensor) -> Tensor:
+        # log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u))
+        return (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+
+    def rsample_with_log_prob(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        u = self.normal.rsample(generator)
+        return torch.tanh(u), self.normal.log_prob(u) - self._log_det_jacobian(u)
+
+    def rsample(self, generator: torch.Generator | None = None) -> Tensor:
+        return torch.tanh(self.normal.rsample(generator))
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        with torch.no_grad():
+            return self.rsample(generator)
+
+    def mode(self) -> Tensor:
+        return torch.tanh(self.normal.mean)
+
+    def log_prob(self, actions: Tensor, eps: float = 1e-6) -> Tensor:
+        """Log-density of given squashed actions; they are clamped inside (−1, 1) to invert tanh."""
+        u = torch.atanh(actions.clamp(-1.0 + eps, 1.0 - eps))
+        return self.normal.log_prob(u) - self._log_det_jacobian(u)
+
+
+Distribution = Categorical | DiagGaussian | TanhGaussian

@@ -1,0 +1,254 @@
+"""Environments: gymnasium vector envs in SAME_STEP autoreset mode, with what training needs on top.
+
+``VecEnv.step`` returns the real next observation of every env (the final observation where an
+episode just ended, CHECKLIST items 2-3) besides the observation to act on next, so that
+truncated steps can be bootstrapped and replay buffers never mix episodes. It also keeps episode
+statistics of the raw rewards, applies optional running normalisation of observations and
+rewards (statistics saved with the agent, frozen at evaluation: items 20 and 45) and maps the
+policy's actions to a Box space (clip, or rescale from [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+
+
+class RunningMeanStd:
+    """Running mean and variance over a stream of batches (parallel update of Chan et al.)."""
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = epsilon
+
+    def update(self, batch: np.ndarray) -> None:
+        batch_mean, batch_var, n = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        self.var, self.count = m2 / total, total
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": np.array(self.count)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).copy()
+        self.var = np.asarray(state["var"], np.float64).copy()
+        self.count = float(np.asarray(state["count"]))
+
+
+@dataclass
+class Normalizer:
+    """Observation normalisation ``clip((o − μ) / σ, ±clip)`` and reward scaling by the std of the
+    discounted return (not mean-subtracted), as SB3's VecNormalize."""
+
+    obs_shape: tuple[int, ...]
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    gamma: float = 0.99
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    epsilon: float = 1e-8
+    training: bool = True
+    obs_rms: RunningMeanStd = field(init=False)
+    return_rms: RunningMeanStd = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.obs_rms = RunningMeanStd(self.obs_shape)
+        self.return_rms = RunningMeanStd(())
+        self._returns: np.ndarray | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.normalize_obs or self.normalize_reward
+
+    def update_obs(self, obs: np.ndarray) -> None:
+        if self.normalize_obs and self.training:
+            self.obs_rms.update(obs)
+
+    def obs(self, obs: np.ndarray) -> np.ndarray:
+        if not self.normalize_obs:
+            return obs
+        normed = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
+        return np.clip(normed, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    def reward(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        if not self.normalize_reward:
+            return rewards
+        if self.training:
+            if self._returns is None:
+                self._returns = np.zeros_like(rewards, dtype=np.float64)
+            self._returns = self._returns * self.gamma + rewards
+            self.return_rms.update(self._returns)
+            self._returns[dones] = 0.0
+        scaled = rewards / np.sqrt(self.return_rms.var + self.epsilon)
+        return np.clip(scaled, -self.clip_reward, self.clip_reward).astype(np.float32)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {f"obs_rms.{k}": v for k, v in self.obs_rms.state_dict().items()}
+        state |= {f"return_rms.{k}": v for k, v in self.return_rms.state_dict().items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.obs_rms.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("obs_rms.")})
+        self.return_rms.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("return_rms.")})
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a ValueError naming close matches when ``env_id`` is not registered."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else " `pgrad list` shows the tested ones."
+    raise ValueError(f"unknown env id {env_id!r}.{hint}")
+
+
+def check_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: str) -> None:
+    """pgrad's policies take flat Box observations and Discrete or Box actions."""
+    if not isinstance(observation_space, spaces.Box):
+        raise ValueError(
+            f"{env_id}: observation space {observation_space} is not supported; pgrad takes Box "
+            "observations (flatten Dict/Tuple spaces with gymnasium.wrappers.FlattenObservation)."
+        )
+    if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
+        raise ValueError(f"{env_id}: action space {action_space} is not supported; pgrad takes Discrete or Box.")
+    if isinstance(action_space, spaces.Box) and not np.all(np.isfinite([action_space.low, action_space.high])):
+        raise ValueError(f"{env_id}: Box action space {action_space} has infinite bounds.")
+
+
+def action_dim(action_space: gym.Space) -> int:
+    return int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(np.prod(action_space.shape))
+
+
+class ActionMap:
+    """Policy actions → env actions. ``"clip"``: clip a Gaussian sample to the Box bounds (the
+    unclipped sample is what is stored, item 19). ``"rescale"``: map (−1, 1) onto [low, high]."""
+
+    def __init__(self, action_space: gym.Space, mode: str = "clip"):
+        if mode not in ("clip", "rescale"):
+            raise ValueError(f"action mode must be 'clip' or 'rescale', got {mode!r}")
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        self.mode = mode
+        if not self.discrete:
+            self.low = action_space.low.astype(np.float32)
+            self.high = action_space.high.astype(np.float32)
+            self.scale = (self.high - self.low) / 2.0
+            self.bias = (self.high + self.low) / 2.0
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        if self.discrete:
+            return actions
+        if self.mode == "clip":
+            return np.clip(actions, self.low, self.high)
+        return self.bias + self.scale * np.clip(actions, -1.0, 1.0)
+
+
+class VecEnv:
+    """A gymnasium vector env of ``n_envs`` copies, seeded ``seed + i``, autoreset SAME_STEP.
+
+    ``step`` returns ``(obs, rewards, terminated, truncated, next_obs)`` as numpy arrays:
+    ``obs`` is what to act on next (a reset observation where an episode ended) and ``next_obs``
+    the real successor of the step taken (the final observation there). Both are normalised when
+    normalisation is on. Finished episodes' raw returns and lengths collect in
+    ``episode_returns`` / ``episode_lengths`` until ``pop_episodes()``.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        n_envs: int,
+        seed: int,
+        vectorization: str = "sync",
+        normalize_obs: bool = False,
+        normalize_reward: bool = False,
+        gamma: float = 0.99,
+        action_mode: str = "clip",
+        env_kwargs: dict | None = None,
+    ):
+        check_env_id(env_id)
+        if vectorization not in ("sync", "async"):
+            raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
+        if n_envs < 1:
+            raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+        self.env_id, self.n_envs, self.seed = env_id, n_envs, seed
+        self.envs = gym.make_vec(
+            env_id,
+            num_envs=n_envs,
+            vectorization_mode=vectorization,
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **(env_kwargs or {}),
+        )
+        self.observation_space = self.envs.single_observation_space
+        self.action_space = self.envs.single_action_space
+        check_spaces(self.observation_space, self.action_space, env_id)
+        self.action_space.seed(seed)
+        self.obs_shape = self.observation_space.shape
+        self.normalizer = Normalizer(self.obs_shape, normalize_obs, normalize_reward, gamma)
+        self.action_map = ActionMap(self.action_space, action_mode)
+        self._ep_return = np.zeros(n_envs, np.float64)
+        self._ep_length = np.zeros(n_envs, np.int64)
+        self.episode_returns: list[float] = []
+        self.episode_lengths: list[int] = []
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self.envs.reset(seed=self.seed)  # sub-env i gets seed + i (item 46)
+        self._ep_return[:] = 0.0
+        self._ep_length[:] = 0
+        obs = obs.astype(np.float32, copy=False)
+        self.normalizer.update_obs(obs)
+        return self.normalizer.obs(obs)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        obs, rewards, terminated, truncated, infos = self.envs.step(self.action_map(actions))
+        obs = obs.astype(np.float32, copy=False)
+        dones = terminated | truncated
+        next_obs = obs
+        if dones.any():
+            next_obs = obs.copy()
+            ended = infos["_final_obs"]
+            next_obs[ended] = np.stack(infos["final_obs"][ended]).astype(np.float32, copy=False)
+        self._ep_return += rewards
+        self._ep_length += 1
+        if dones.any():
+            for i in np.flatnonzero(dones):
+                self.episode_returns.append(float(self._ep_return[i]))
+                self.episode_lengths.append(int(self._ep_length[i]))
+            self._ep_return[dones] = 0.0
+            self._ep_length[dones] = 0
+        norm = self.normalizer
+        if norm.normalize_obs:
+            norm.update_obs(obs)
+            next_obs = norm.obs(next_obs) if next_obs is not obs else None
+            obs = norm.obs(obs)
+            next_obs = obs if next_obs is None else next_obs
+        rewards = norm.reward(rewards.astype(np.float32, copy=False), dones)
+        return obs, rewards, terminated, truncated, next_obs
+
+    def pop_episodes(self) -> tuple[list[float], list[int]]:
+        returns, lengths = self.episode_returns, self.episode_lengths
+        self.episode_returns, self.episode_lengths = [], []
+        return returns, lengths
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def make_vec_env(
+    env_id: str,
+    n_envs: int = 1,
+    seed: int = 0,
+    vectorization: str = "sync",
+    normalize_obs: bool = False,
+    normalize_reward: bool = False,
+    gamma: float = 0.99,
+    action_mode: str = "clip",
+    env_kwargs: dict | None = None,
+) -> VecEnv:
+    """Build a :class:`VecEnv`; normalisation is off unless asked for."""
+    return VecEnv(env_id, n_envs, seed, vectorization, normalize_obs, normalize_reward, gamma, action_mode, env_kwargs)

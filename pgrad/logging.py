@@ -1,0 +1,98 @@
+"""Run logging: ``progress.csv`` (deterministic metrics), TensorBoard, and a rich progress bar.
+
+``progress.csv`` holds only quantities that a seed determines, so two runs of the same seed and
+config on CPU write identical files. Wall-clock quantities (SPS, elapsed time) go to TensorBoard,
+``timing.csv`` and the progress bar. Metric names follow CleanRL (``charts/``, ``losses/``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, total_steps: int, tensorboard: bool = True, progress_bar: bool = True):
+        self.run_dir = Path(run_dir)
+        self.total_steps = total_steps
+        self._csv_file = open(self.run_dir / "progress.csv", "w", newline="")
+        self._timing_file = open(self.run_dir / "timing.csv", "w", newline="")
+        self._timing = csv.writer(self._timing_file)
+        self._timing.writerow(["global_step", "time_elapsed", "sps"])
+        self._csv: csv.DictWriter | None = None
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir))
+        self._start = time.perf_counter()
+        self._progress: Progress | None = None
+        if progress_bar:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps · {task.fields[sps]:>6} SPS · return {task.fields[ret]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._task = self._progress.add_task("training", total=total_steps, sps="-", ret="-")
+            self._progress.start()
+
+    def log(self, global_step: int, metrics: dict[str, float]) -> None:
+        """One row per update: to progress.csv, TensorBoard, and the progress bar."""
+        row: dict[str, Any] = {"global_step": global_step, **metrics}
+        if self._csv is None:
+            self._csv = csv.DictWriter(self._csv_file, fieldnames=list(row), restval="")
+            self._csv.writeheader()
+        self._csv.writerow({k: row[k] for k in row if k in self._csv.fieldnames})
+        self._csv_file.flush()
+        elapsed = time.perf_counter() - self._start
+        sps = global_step / max(elapsed, 1e-9)
+        self._timing.writerow([global_step, f"{elapsed:.3f}", f"{sps:.1f}"])
+        if self._writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._writer.add_scalar(key, value, global_step)
+            self._writer.add_scalar("charts/SPS", sps, global_step)
+        if self._progress is not None:
+            ret = metrics.get("charts/episodic_return", float("nan"))
+            self._progress.update(
+                self._task,
+                completed=min(global_step, self.total_steps),
+                sps=f"{sps:,.0f}",
+                ret="-" if not math.isfinite(ret) else f"{ret:.1f}",
+            )
+
+    def log_eval(self, global_step: int, mean_return: float, std_return: float) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar("eval/mean_return", mean_return, global_step)
+            self._writer.add_scalar("eval/std_return", std_return, global_step)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._csv_file.close()
+        self._timing_file.close()
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

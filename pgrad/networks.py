@@ -1,0 +1,147 @@
+"""Networks: an MLP builder with orthogonal init, and the actor-critic module of on-policy methods.
+
+A network's architecture is described by a small JSON-able ``spec`` dict, saved beside the
+weights, so that ``pgrad.load`` rebuilds it without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from pgrad.distributions import Categorical, DiagGaussian
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def mlp(
+    in_dim: int,
+    hidden_sizes: Sequence[int],
+    out_dim: int | None,
+    activation: str = "tanh",
+    out_gain: float = 1.0,
+    hidden_gain: float = math.sqrt(2.0),
+) -> nn.Sequential:
+    """``in_dim → hidden... → out_dim`` MLP, orthogonally initialised with zero biases.
+
+    Hidden layers get gain √2 and the output layer ``out_gain`` (0.01 for a policy head and 1 for a
+    value head: CHECKLIST item 8). ``out_dim=None`` ends at the last hidden layer (a torso).
+    """
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden_sizes]
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [_init(nn.Linear(a, b), hidden_gain), ACTIVATIONS[activation]()]
+    if out_dim is not None:
+        layers.append(_init(nn.Linear(sizes[-1], out_dim), out_gain))
+    return nn.Sequential(*layers)
+
+
+def _init(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """Policy π(a|s) and value V(s) for a Discrete or Box action space.
+
+    ``shared=True`` puts both heads on one torso; the default keeps separate networks, which
+    does better on simple tasks (CHECKLIST item 18). For Box actions the Gaussian's log-std is a
+    state-independent parameter initialised to ``log_std_init`` (item 19), or, with
+    ``state_dependent_std``, a second head of the policy network.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        discrete: bool,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        shared: bool = False,
+        log_std_init: float = 0.0,
+        state_dependent_std: bool = False,
+        ortho_init: bool = True,
+    ):
+        super().__init__()
+        self.spec = dict(
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            discrete=discrete,
+            hidden_sizes=list(hidden_sizes),
+            activation=activation,
+            shared=shared,
+            log_std_init=log_std_init,
+            state_dependent_std=state_dependent_std,
+            ortho_init=ortho_init,
+        )
+        self.discrete, self.shared = discrete, shared
+        self.state_dependent_std = state_dependent_std and not discrete
+        head_out = action_dim * (2 if self.state_dependent_std else 1)
+        last = hidden_sizes[-1] if hidden_sizes else obs_dim
+        if shared:
+            self.torso = mlp(obs_dim, hidden_sizes, None, activation)
+            self.policy_head = _init(nn.Linear(last, head_out), 0.01)
+            self.value_head = _init(nn.Linear(last, 1), 1.0)
+        else:
+            self.policy_net = mlp(obs_dim, hidden_sizes, head_out, activation, out_gain=0.01)
+            self.value_net = mlp(obs_dim, hidden_sizes, 1, activation, out_gain=1.0)
+        if not discrete and not self.state_dependent_std:
+            self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+        if not ortho_init:
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    module.reset_parameters()
+        if self.state_dependent_std:
+            head = self.policy_head if shared else self.policy_net[-1]
+            with torch.no_grad():
+                head.bias[action_dim:] = log_std_init
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> ActorCritic:
+        return cls(**spec)
+
+    def policy_parameters(self) -> list[nn.Parameter]:
+        """Parameters of π alone (a shared torso counts as the policy's)."""
+        value_ids = {id(p) for p in (self.value_head if self.shared else self.value_net).parameters()}
+        return [p for p in self.parameters() if id(p) not in value_ids]
+
+    def value_parameters(self) -> list[nn.Parameter]:
+        return list((self.value_head if self.shared else self.value_net).parameters())
+
+    def _policy_out(self, obs: Tensor) -> Tensor:
+        return self.policy_head(self.torso(obs)) if self.shared else self.policy_net(obs)
+
+    def distribution(self, obs: Tensor) -> Categorical | DiagGaussian:
+        """π(·|s) for a batch of observations ``[B, obs_dim]``."""
+        return self._head_to_distribution(self._policy_out(obs))
+
+    def _head_to_distribution(self, out: Tensor) -> Categorical | DiagGaussian:
+        if self.discrete:
+            return Categorical(out)
+        if self.state_dependent_std:
+            mean, log_std = out.chunk(2, dim=-1)
+            return DiagGaussian(mean, log_std.clamp(-20.0, 2.0))  # clamp as Spinning Up (item 36)
+        return DiagGaussian(out, self.log_std)
+
+    def value(self, obs: Tensor) -> Tensor:
+        """V(s) ``[B]``."""
+        if self.shared:
+            return self.value_head(self.torso(obs)).squeeze(-1)
+        return self.value_net(obs).squeeze(-1)
+
+    def forward(self, obs: Tensor) -> tuple[Categorical | DiagGaussian, Tensor]:
+        """``(π(·|s), V(s))`` in one pass (the torso is run once when shared)."""
+        if self.shared:
+            features = self.torso(obs)
+            return self._head_to_distribution(self.policy_head(features)), self.value_head(features).squeeze(-1)
+        return self.distribution(obs), self.value(obs)
+
+    @torch.no_grad()
+    def predict(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        """Actions for acting: the mode when ``deterministic``, else a sample."""
+        dist = self.distribution(obs)
+        return dist.mode() if deterministic else dist.sample()

@@ -1,0 +1,83 @@
+"""Learning curves from run directories: one line per run, or mean ± std over the seeds of a config."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+# Fields that differ between seeds of one experiment and do not define it.
+_NOT_PART_OF_EXPERIMENT = {"seed", "run_dir", "overwrite", "progress_bar", "tensorboard", "device", "torch_threads"}
+
+
+def read_curve(run_dir: str | Path, metric: str = "charts/episodic_return") -> tuple[np.ndarray, np.ndarray]:
+    path = Path(run_dir) / "progress.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir!s}: no progress.csv (not a pgrad run directory?)")
+    steps, values = [], []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if metric not in row:
+                raise KeyError(f"{path}: no column {metric!r}; columns are {list(row)}")
+            value = float(row[metric]) if row[metric] not in ("", None) else float("nan")
+            steps.append(float(row["global_step"]))
+            values.append(value)
+    return np.array(steps), np.array(values)
+
+
+def experiment_key(run_dir: str | Path) -> str:
+    """Runs with equal keys are seeds of one experiment: algo, env and every non-seed setting."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return str(run_dir)
+    data = json.loads(path.read_text())
+    values = {k: v for k, v in data["config"].items() if k not in _NOT_PART_OF_EXPERIMENT}
+    return json.dumps({"algo": data["algo"], **values}, sort_keys=True)
+
+
+def _label(run_dirs: list[Path]) -> str:
+    path = run_dirs[0] / "config.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        label = f"{data['algo']} {data['config']['env']}"
+    else:
+        label = run_dirs[0].name
+    return label if len(run_dirs) == 1 else f"{label} ({len(run_dirs)} seeds)"
+
+
+def plot_runs(
+    run_dirs: list[str | Path], out: str | Path, metric: str = "charts/episodic_return", title: str | None = None
+) -> Path:
+    """Plot ``metric`` against steps; seeds of one experiment become a mean line and a ±1 std band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for run in run_dirs:
+        groups[experiment_key(run)].append(Path(run))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for runs in groups.values():
+        curves = [read_curve(r, metric) for r in runs]
+        if len(curves) == 1:
+            ax.plot(*curves[0], label=_label(runs))
+            continue
+        grid = np.linspace(0, min(c[0][-1] for c in curves), 200)
+        ys = np.stack([np.interp(grid, steps, values) for steps, values in curves])
+        mean, std = np.nanmean(ys, 0), np.nanstd(ys, 0)
+        (line,) = ax.plot(grid, mean, label=_label(runs))
+        ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(metric.split("/")[-1].replace("_", " "))
+    ax.set_title(title or metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

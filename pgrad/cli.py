@@ -8,8 +8,11 @@ and explicit flags override it. Usage errors print one line and exit with status
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -50,6 +53,15 @@ def _given_fields(argv: list[str], fields: set[str]) -> set[str]:
     return given
 
 
+def _one_line(tyro_error: str) -> str:
+    """Tyro's boxed error panel, condensed to its message (the title border line is dropped)."""
+    lines = [line for line in tyro_error.splitlines() if not line.lstrip().startswith(("╭", "╰"))]
+    text = re.sub(r"[│─┃━]+", " ", " ".join(lines))
+    text = re.sub(r"(For full helptext|Argument helptext).*", "", text)
+    text = re.sub(r"Error parsing \w+: ", "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def cmd_train(argv: list[str]) -> int:
     import tyro
 
@@ -64,14 +76,21 @@ def cmd_train(argv: list[str]) -> int:
     rest = [t for i, t in enumerate(rest) if not (t == "--preset" or t.startswith("--preset=") or (i > 0 and rest[i - 1] == "--preset"))]
     env = _flag_value(rest, "--env") or entry.config_class.env
     base, sources, preset_name = resolve_config(entry.name, env, preset)
-    cfg = tyro.cli(
-        entry.config_class,
-        args=rest,
-        default=base,
-        prog=f"pgrad train {entry.name}",
-        description=f"Train {entry.name}: {entry.summary}. Defaults shown include the preset for --env {env}"
-        + (f" ({preset_name})." if preset_name else " (no preset)."),
-    )
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            cfg = tyro.cli(
+                entry.config_class,
+                args=rest,
+                default=base,
+                prog=f"pgrad train {entry.name}",
+                description=f"Train {entry.name}: {entry.summary}. Defaults shown include the preset for --env {env}"
+                + (f" ({preset_name})." if preset_name else " (no preset)."),
+            )
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise UsageError(_one_line(captured.getvalue()) + f" (see pgrad train {entry.name} --help)") from None
+        raise
     fields = {f.name for f in dataclasses.fields(entry.config_class)}
     for name in _given_fields(rest, fields):
         sources[name] = "user"

@@ -67,6 +67,54 @@ class PPOConfig(OnPolicyConfig):
             positive("target_kl", self.target_kl)
 
 
+LOSS_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "loss")
+
+
+def ppo_loss(
+    log_prob: Tensor,
+    old_log_prob: Tensor,
+    advantages: Tensor,
+    values: Tensor,
+    old_values: Tensor,
+    returns: Tensor,
+    entropy: Tensor,
+    clip_range: float,
+    cfg: PPOConfig,
+) -> dict[str, Tensor]:
+    """PPO's loss on one minibatch of ``B`` samples (all inputs ``[B]``), as named terms."""
+    log_ratio = log_prob - old_log_prob
+    ratio = log_ratio.exp()  # r_t(θ) = π_θ(a|s) / π_θold(a|s)
+    if cfg.normalize_advantage and len(advantages) > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+    # PPO-clip: L^CLIP = −E[ min(r·A, clip(r, 1−ε, 1+ε)·A) ]
+    surrogate = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
+    policy_loss = -torch.min(surrogate, clipped).mean()
+
+    # Value loss (V − R)², as SB3 (no ½); optionally the max with the clipped prediction's error.
+    value_loss = F.mse_loss(values, returns)
+    if cfg.clip_range_vf is not None:
+        v_clipped = old_values + (values - old_values).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
+        value_loss = torch.max((values - returns).pow(2), (v_clipped - returns).pow(2)).mean()
+
+    entropy = entropy.mean()
+    # L = L^CLIP − c_ent·H + c_vf·L^V
+    loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+    with torch.no_grad():
+        approx_kl = ((ratio - 1.0) - log_ratio).mean()  # k3 estimator of KL(π_old‖π)
+        clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
+    return {
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "approx_kl": approx_kl,
+        "clipfrac": clip_fraction,
+        "loss": loss,
+        "ratio": ratio,
+    }
+
+
 class PPO:
     """Acts with π_θold during collection; ``update`` runs the clipped-surrogate epochs."""
 
@@ -115,58 +163,39 @@ class PPO:
         old_log_probs, old_values = buf.log_probs.flatten(), buf.values.flatten()
         advantages, returns = advantages.flatten(), returns.flatten()
 
-        terms: list[Tensor] = []
+        history: list[Tensor] = []
         stopped_early = False
         for _epoch in range(cfg.n_epochs):
             for idx in buf.minibatch_indices(cfg.batch_size, self.generator):
                 dist, values = self.policy(obs[idx])
-                log_prob = dist.log_prob(actions[idx])
-                log_ratio = log_prob - old_log_probs[idx]
-                ratio = log_ratio.exp()  # r_t(θ) = π_θ(a|s) / π_θold(a|s)
-                adv = advantages[idx]
-                if cfg.normalize_advantage and len(idx) > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-
-                # PPO-clip: L^CLIP = −E[ min(r·A, clip(r, 1−ε, 1+ε)·A) ]
-                surrogate = ratio * adv
-                clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * adv
-                policy_loss = -torch.min(surrogate, clipped).mean()
-
-                # Value loss (V − R)², as SB3 (no ½); optionally max with the clipped prediction's error.
-                value_loss = F.mse_loss(values, returns[idx])
-                if cfg.clip_range_vf is not None:
-                    v_clipped = old_values[idx] + (values - old_values[idx]).clamp(-cfg.clip_range_vf, cfg.clip_range_vf)
-                    value_loss = torch.max((values - returns[idx]).pow(2), (v_clipped - returns[idx]).pow(2)).mean()
-
-                entropy = dist.entropy().mean()
-                # L = L^CLIP − c_ent·H + c_vf·L^V
-                loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
-
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1.0) - log_ratio).mean()  # k3 estimator of KL(π_old‖π)
-                    clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
-                if cfg.target_kl is not None and approx_kl.item() > 1.5 * cfg.target_kl:
+                terms = ppo_loss(
+                    dist.log_prob(actions[idx]),
+                    old_log_probs[idx],
+                    advantages[idx],
+                    values,
+                    old_values[idx],
+                    returns[idx],
+                    dist.entropy(),
+                    clip_range,
+                    cfg,
+                )
+                if cfg.target_kl is not None and terms["approx_kl"].item() > 1.5 * cfg.target_kl:
                     stopped_early = True
                     break
 
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                terms["loss"].backward()
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
-                terms.append(torch.stack([policy_loss, value_loss, entropy, approx_kl, clip_fraction, loss]).detach())
+                history.append(torch.stack([terms[k].detach() for k in LOSS_TERMS]))
             if stopped_early:
                 break
 
-        means = torch.stack(terms).mean(0).tolist() if terms else [float("nan")] * 6
-        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "loss")
-        metrics = {f"losses/{k}": v for k, v in zip(names, means, strict=True)}
+        means = torch.stack(history).mean(0).tolist() if history else [float("nan")] * len(LOSS_TERMS)
+        metrics = {f"losses/{k}": v for k, v in zip(LOSS_TERMS, means, strict=True)}
         metrics["losses/explained_variance"] = float(explained_variance(old_values, returns))
         metrics["charts/learning_rate"] = learning_rate
         metrics["charts/clip_range"] = clip_range
-        metrics["charts/gradient_steps"] = len(terms)
+        metrics["charts/gradient_steps"] = len(history)
         return metrics
-
-    def state_dict(self) -> dict:
-        """Everything besides the policy weights that a checkpoint needs."""
-        return {"optimizer": self.optimizer.state_dict()}

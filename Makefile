@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pgrad tests benchmarks
+	$(VENV)/bin/ruff check pgrad tests benchmarks && $(VENV)/bin/ruff format --check pgrad tests benchmarks
 
 # Full-budget learning runs (the issues' thresholds); writes benchmarks/learning.md.
 learn: $(STAMP)

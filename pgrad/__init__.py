@@ -1,9 +1,9 @@
 """pgrad: the policy-gradient family of reinforcement learning, faithful to the math and fast.
 
-    import pgrad
-    agent = pgrad.train("ppo", env="CartPole-v1", total_steps=100_000, seed=0)
-    agent.save("runs/ppo"); agent = pgrad.load("runs/ppo")
-    action = agent.act(obs, deterministic=True)
+import pgrad
+agent = pgrad.train("ppo", env="CartPole-v1", total_steps=100_000, seed=0)
+agent.save("runs/ppo"); agent = pgrad.load("runs/ppo")
+action = agent.act(obs, deterministic=True)
 """
 
 from pgrad.agent import Agent, load

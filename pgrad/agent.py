@@ -62,7 +62,9 @@ class Agent:
         expected = self.observation_space.shape
         single = obs.shape == expected
         if not single and obs.shape[1:] != expected:
-            raise ValueError(f"observation of shape {obs.shape} does not fit the agent's {expected} (or a batch of them)")
+            raise ValueError(
+                f"observation of shape {obs.shape} does not fit the agent's {expected} (or a batch of them)"
+            )
         batch = obs[None] if single else obs
         batch = self.normalizer.obs(batch)
         actions = self.policy.predict(torch.as_tensor(batch, device=self.device), deterministic).cpu().numpy()
@@ -114,7 +116,9 @@ class Agent:
                 meta.get("config"),
             )
         except (KeyError, TypeError, RuntimeError, ValueError) as e:
-            raise checkpoint.CheckpointError(f"{directory}: saved agent does not match this pgrad ({type(e).__name__}: {e})") from None
+            raise checkpoint.CheckpointError(
+                f"{directory}: saved agent does not match this pgrad ({type(e).__name__}: {e})"
+            ) from None
         return agent
 
 

@@ -74,14 +74,16 @@ def load(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{meta_path} is not valid JSON ({e}); the file is corrupt or foreign") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path} is not a pgrad agent file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise CheckpointError(
+            f"{meta_path} is not a pgrad agent file (format {meta.get('format') if isinstance(meta, dict) else None!r})"
+        )
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{meta_path} has format_version {version!r}; this pgrad reads version {FORMAT_VERSION}"
-        )
+        raise CheckpointError(f"{meta_path} has format_version {version!r}; this pgrad reads version {FORMAT_VERSION}")
     try:
         tensors = st_load(model_path.read_bytes())
     except (SafetensorError, ValueError, OSError) as e:
-        raise CheckpointError(f"{model_path} is not a readable safetensors file ({e}); it is corrupt or truncated") from None
+        raise CheckpointError(
+            f"{model_path} is not a readable safetensors file ({e}); it is corrupt or truncated"
+        ) from None
     return tensors, meta

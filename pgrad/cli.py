@@ -73,7 +73,11 @@ def cmd_train(argv: list[str]) -> int:
     entry = get_algo(argv[0])
     rest = argv[1:]
     preset = _flag_value(rest, "--preset") or "auto"
-    rest = [t for i, t in enumerate(rest) if not (t == "--preset" or t.startswith("--preset=") or (i > 0 and rest[i - 1] == "--preset"))]
+    rest = [
+        t
+        for i, t in enumerate(rest)
+        if not (t == "--preset" or t.startswith("--preset=") or (i > 0 and rest[i - 1] == "--preset"))
+    ]
     env = _flag_value(rest, "--env") or entry.config_class.env
     base, sources, preset_name = resolve_config(entry.name, env, preset)
     captured = io.StringIO()

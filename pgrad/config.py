@@ -37,7 +37,11 @@ def non_negative_int(name: str, value: Any) -> None:
 
 
 def in_range(name: str, value: Any, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
-    ok = _is_num(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    ok = (
+        _is_num(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
     left, right = "(" if low_open else "[", ")" if high_open else "]"
     require(name, value, ok, f"must be a number in {left}{low}, {high}{right}")
 

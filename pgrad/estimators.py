@@ -26,9 +26,7 @@ def _float(mask: Tensor, like: Tensor) -> Tensor:
     return mask.to(dtype=like.dtype)
 
 
-def td_errors(
-    rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, gamma: float
-) -> Tensor:
+def td_errors(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, gamma: float) -> Tensor:
     """One-step TD errors ``[T, N]``.
 
     # TD error: δ_t = r_t + γ (1 − term_t) V(s_{t+1}) − V(s_t)

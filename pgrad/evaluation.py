@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -47,6 +48,8 @@ def evaluate(
         raise ValueError(f"episodes={episodes!r} is invalid: must be an integer >= 1")
     env_id = env_id or agent.env_id
     check_env_id(env_id)
+    if video:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render off-screen, no display needed
     env = gym.make(env_id, render_mode="rgb_array" if video else None)
     frames: list[np.ndarray] = []
     returns, lengths = [], []
@@ -69,5 +72,7 @@ def evaluate(
         import imageio
 
         fps = env.metadata.get("render_fps", 30) or 30
-        imageio.mimsave(video, frames, fps=fps) if video.endswith(".gif") else imageio.mimsave(video, frames, fps=fps, macro_block_size=1)
+        imageio.mimsave(video, frames, fps=fps) if video.endswith(".gif") else imageio.mimsave(
+            video, frames, fps=fps, macro_block_size=1
+        )
     return EvalResult(returns, lengths)

@@ -7,13 +7,13 @@ import datetime as _dt
 import difflib
 import json
 import random
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import tomllib
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -178,9 +178,7 @@ def print_summary(
     table.add_row("steps", f"{steps:,}")
     table.add_row("wall time", f"{elapsed:.1f} s ({steps / elapsed:,.0f} steps/s)")
     if result is not None:
-        table.add_row(
-            f"eval ({len(result.returns)} episodes, deterministic)", f"{result.mean:.1f} ± {result.std:.1f}"
-        )
+        table.add_row(f"eval ({len(result.returns)} episodes, deterministic)", f"{result.mean:.1f} ± {result.std:.1f}")
     table.add_row("run directory", str(run_dir))
     console.print(table)
 

@@ -25,12 +25,29 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def test_run_directory_has_everything(run_dir):
-    for name in ("config.json", "progress.csv", "model.safetensors", "agent.json", "curve.png", "eval.json", "timing.csv"):
+    for name in (
+        "config.json",
+        "progress.csv",
+        "model.safetensors",
+        "agent.json",
+        "curve.png",
+        "eval.json",
+        "timing.csv",
+    ):
         assert (run_dir / name).is_file(), name
     assert any(p.name.startswith("events.out.tfevents") for p in run_dir.iterdir())
     header = (run_dir / "progress.csv").read_text().splitlines()[0].split(",")
-    for column in ("global_step", "charts/episodic_return", "losses/policy_loss", "losses/value_loss", "losses/entropy",
-                   "losses/approx_kl", "losses/clipfrac", "losses/explained_variance", "charts/learning_rate"):
+    for column in (
+        "global_step",
+        "charts/episodic_return",
+        "losses/policy_loss",
+        "losses/value_loss",
+        "losses/entropy",
+        "losses/approx_kl",
+        "losses/clipfrac",
+        "losses/explained_variance",
+        "charts/learning_rate",
+    ):
         assert column in header, column
 
 
@@ -146,8 +163,21 @@ def test_cli_usage_errors_exit_2_with_one_line(args, message):
 
 def test_cli_train_eval_plot_list(tmp_path):
     run = tmp_path / "cli-run"
-    result = cli("train", "ppo", "--env", "CartPole-v1", "--total-steps", "512", "--n-epochs", "2",
-                 "--run-dir", str(run), "--eval-episodes", "1", "--no-tensorboard")
+    result = cli(
+        "train",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--total-steps",
+        "512",
+        "--n-epochs",
+        "2",
+        "--run-dir",
+        str(run),
+        "--eval-episodes",
+        "1",
+        "--no-tensorboard",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads((run / "config.json").read_text())
     assert data["config"]["n_epochs"] == 2 and data["sources"]["n_epochs"] == "user"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 import pytest
+import torch
 import torch.distributions as td
 
 from pgrad.distributions import Categorical, DiagGaussian, TanhGaussian
@@ -27,7 +27,9 @@ def test_categorical_matches_torch():
     ours, ref = Categorical(logits), td.Categorical(logits=logits)
     torch.testing.assert_close(ours.log_prob(actions), ref.log_prob(actions))
     torch.testing.assert_close(ours.entropy(), ref.entropy())
-    torch.testing.assert_close(ours.kl(Categorical(other_logits)), td.kl_divergence(ref, td.Categorical(logits=other_logits)))
+    torch.testing.assert_close(
+        ours.kl(Categorical(other_logits)), td.kl_divergence(ref, td.Categorical(logits=other_logits))
+    )
     assert ours.mode().tolist() == logits.argmax(-1).tolist()
 
 
@@ -57,7 +59,10 @@ def test_gaussian_kl_monte_carlo():
     p = DiagGaussian(torch.tensor([[0.3, -1.0]]), torch.tensor([0.2, -0.5]))
     q = DiagGaussian(torch.tensor([[0.0, -0.5]]), torch.tensor([0.0, -0.2]))
     x = DiagGaussian(p.mean.expand(400_000, 2), p.log_std[0]).sample(torch.Generator().manual_seed(3))
-    mc = (DiagGaussian(p.mean.expand_as(x), p.log_std[0]).log_prob(x) - DiagGaussian(q.mean.expand_as(x), q.log_std[0]).log_prob(x)).mean()
+    mc = (
+        DiagGaussian(p.mean.expand_as(x), p.log_std[0]).log_prob(x)
+        - DiagGaussian(q.mean.expand_as(x), q.log_std[0]).log_prob(x)
+    ).mean()
     assert abs(mc.item() - p.kl(q).item()) < 0.01
 
 

@@ -91,8 +91,17 @@ def test_each_loss_reaches_only_its_network():
     obs = buf.obs.flatten(0, 1)
     dist, values = algo.policy(obs)
     zeros = torch.zeros(16)
-    terms = ppo_loss(dist.log_prob(buf.actions.flatten(0, 1)), buf.log_probs.flatten(), torch.randn(16), values,
-                     zeros, torch.randn(16), dist.entropy(), 0.2, cfg)
+    terms = ppo_loss(
+        dist.log_prob(buf.actions.flatten(0, 1)),
+        buf.log_probs.flatten(),
+        torch.randn(16),
+        values,
+        zeros,
+        torch.randn(16),
+        dist.entropy(),
+        0.2,
+        cfg,
+    )
     policy_grads = torch.autograd.grad(terms["policy_loss"], algo.policy.value_parameters(), allow_unused=True)
     assert all(g is None or g.abs().max() == 0 for g in policy_grads)
     value_grads = torch.autograd.grad(terms["value_loss"], algo.policy.policy_parameters(), allow_unused=True)
@@ -103,25 +112,44 @@ def test_truncated_constant_reward_env_learns_infinite_horizon_value(tmp_path):
     """Reward 1 forever, cut at 20 steps, γ = 0.9: V(s) must approach 1/(1−γ) = 10, not the ramp
     Σ_{k<20−t} γ^k (mean ≈ 7.6) that treating truncation as termination would learn."""
     agent = pgrad.train(
-        "ppo", env="pgrad-test/ConstantReward-v0", total_steps=12_000, seed=0, run_dir=str(tmp_path / "run"),
-        n_envs=4, n_steps=50, batch_size=100, gamma=0.9, gae_lambda=0.95, learning_rate=3e-3, n_epochs=10,
-        eval_episodes=0, tensorboard=False,
+        "ppo",
+        env="pgrad-test/ConstantReward-v0",
+        total_steps=12_000,
+        seed=0,
+        run_dir=str(tmp_path / "run"),
+        n_envs=4,
+        n_steps=50,
+        batch_size=100,
+        gamma=0.9,
+        gae_lambda=0.95,
+        learning_rate=3e-3,
+        n_epochs=10,
+        eval_episodes=0,
+        tensorboard=False,
     )
     v = agent.policy.value(torch.ones(1, 1)).item()
     assert abs(v - 10.0) < 0.5, v
 
 
 def test_ppo_learns_cartpole_short_budget(tmp_path):
-    agent = pgrad.train("ppo", env="CartPole-v1", total_steps=50_000, seed=0, run_dir=str(tmp_path / "run"),
-                        tensorboard=False)
+    agent = pgrad.train(
+        "ppo", env="CartPole-v1", total_steps=50_000, seed=0, run_dir=str(tmp_path / "run"), tensorboard=False
+    )
     assert agent.evaluation.mean >= 450, agent.evaluation.returns
 
 
 def test_same_seed_same_progress_csv(tmp_path):
     runs = []
     for name in ("a", "b"):
-        pgrad.train("ppo", env="CartPole-v1", total_steps=6_000, seed=3, run_dir=str(tmp_path / name),
-                    eval_episodes=0, tensorboard=False)
+        pgrad.train(
+            "ppo",
+            env="CartPole-v1",
+            total_steps=6_000,
+            seed=3,
+            run_dir=str(tmp_path / name),
+            eval_episodes=0,
+            tensorboard=False,
+        )
         runs.append((tmp_path / name / "progress.csv").read_text())
     assert runs[0] == runs[1]
     assert len(runs[0].splitlines()) == 1 + math.ceil(6_000 / 256)

@@ -54,6 +54,14 @@ def non_negative(name: str, value: Any) -> None:
     require(name, value, _is_num(value) and value >= 0, "must be a finite number >= 0")
 
 
+def fits_rollout(name: str, value: Any, n_steps: int, n_envs: int) -> None:
+    """A minibatch size: an integer from 1 to the rollout's n_steps × n_envs samples."""
+    positive_int(name, value)
+    require(
+        name, value, value <= n_steps * n_envs, f"must be <= n_steps × n_envs = {n_steps * n_envs} (the rollout size)"
+    )
+
+
 def one_of(name: str, value: Any, choices: tuple) -> None:
     require(name, value, value in choices, f"must be one of {', '.join(map(repr, choices))}")
 
@@ -176,3 +184,36 @@ def from_jsonable(config_class: type[RunConfig], values: dict[str, Any]) -> RunC
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown} for {config_class.__name__}")
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class TrustRegionConfig(OnPolicyConfig):
+    """What NPG and TRPO share (field names as sb3-contrib's TRPO). ``learning_rate`` is the critic's."""
+
+    n_steps: int = 2048
+    """Steps per env per rollout (T)."""
+    learning_rate: float = 1e-3
+    """The critic's Adam learning rate (the policy moves by the natural-gradient step)."""
+    target_kl: float = 0.01
+    """δ, the trust region's size: KL(π_θ'‖π_θ) ≤ δ."""
+    cg_max_steps: int = 15
+    """Conjugate-gradient iterations to solve F x = ∇L."""
+    cg_damping: float = 0.1
+    """ζ in (F + ζI): keeps the solve well-posed (CHECKLIST item 23)."""
+    cg_tolerance: float = 1e-10
+    """Stop CG once the squared residual is below this."""
+    n_critic_updates: int = 10
+    """Epochs of value regression on the GAE returns per update."""
+    batch_size: int = 128
+    """Minibatch size of the value regression."""
+    normalize_advantage: bool = True
+    """Normalise advantages over the whole batch."""
+
+    def validate(self) -> None:
+        super().validate()
+        positive("target_kl", self.target_kl)
+        positive_int("cg_max_steps", self.cg_max_steps)
+        non_negative("cg_damping", self.cg_damping)
+        positive("cg_tolerance", self.cg_tolerance)
+        positive_int("n_critic_updates", self.n_critic_updates)
+        fits_rollout("batch_size", self.batch_size, self.n_steps, self.n_envs)

@@ -42,6 +42,10 @@ class Categorical:
         # H = −Σ_a π(a|s) log π(a|s)
         return -(self.probs * self.logits).sum(-1)
 
+    def detach(self) -> Categorical:
+        """A frozen copy: later in-place changes to the network do not reach it."""
+        return Categorical(self.logits.detach().clone())
+
     def kl(self, other: Categorical) -> Tensor:
         # KL(p‖q) = Σ_a p(a) (log p(a) − log q(a))
         return (self.probs * (self.logits - other.logits)).sum(-1)
@@ -78,6 +82,11 @@ class DiagGaussian:
     def entropy(self) -> Tensor:
         # H = Σ_i [ ½ + ½ log 2π + log σ_i ]
         return (0.5 + _HALF_LOG_2PI + self.log_std).sum(-1)
+
+    def detach(self) -> DiagGaussian:
+        """A frozen copy. Needed: a state-independent ``log_std`` is a *view* of the parameter, so
+        a distribution built under ``no_grad`` would still follow the parameter's in-place updates."""
+        return DiagGaussian(self.mean.detach().clone(), self.log_std.detach().clone())
 
     def kl(self, other: DiagGaussian) -> Tensor:
         # KL(p‖q) = Σ_i [ log σ_q/σ_p + (σ_p² + (μ_p − μ_q)²) / (2σ_q²) − ½ ]

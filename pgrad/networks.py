@@ -140,8 +140,58 @@ class ActorCritic(nn.Module):
             return self._head_to_distribution(self.policy_head(features)), self.value_head(features).squeeze(-1)
         return self.distribution(obs), self.value(obs)
 
+    def act(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Sample ``a ~ π(·|s)``: ``(actions, log π(a|s), V(s))`` for a batch ``[N, obs_dim]``."""
+        dist, values = self(obs)
+        actions = dist.sample(generator)
+        return actions, dist.log_prob(actions), values
+
     @torch.no_grad()
     def predict(self, obs: Tensor, deterministic: bool = True) -> Tensor:
         """Actions for acting: the mode when ``deterministic``, else a sample."""
         dist = self.distribution(obs)
         return dist.mode() if deterministic else dist.sample()
+
+
+def actor_critic_for(cfg, observation_space, action_space) -> ActorCritic:
+    """The actor-critic an on-policy config asks for (``OnPolicyConfig`` fields) on these spaces."""
+    discrete = hasattr(action_space, "n")
+    return ActorCritic(
+        obs_dim=int(observation_space.shape[0]),
+        action_dim=int(action_space.n) if discrete else int(action_space.shape[0]),
+        discrete=discrete,
+        hidden_sizes=cfg.hidden_sizes,
+        activation=cfg.activation,
+        shared=cfg.shared_network,
+        log_std_init=cfg.log_std_init,
+        state_dependent_std=cfg.state_dependent_std,
+        ortho_init=cfg.ortho_init,
+    )
+
+
+def fit_value(
+    value_fn,
+    optimizer: torch.optim.Optimizer,
+    obs: Tensor,
+    targets: Tensor,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+) -> Tensor:
+    """Regress V(s) on fixed targets: ``epochs`` passes of shuffled minibatches, loss (V − target)².
+
+    Returns the mean loss of the last epoch (a tensor, so callers choose when to sync).
+    """
+    n = obs.shape[0]
+    losses = []
+    for _epoch in range(epochs):
+        losses = []
+        perm = torch.randperm(n, generator=generator).to(obs.device)
+        for start in range(0, n, batch_size):
+            idx = perm[start : start + batch_size]
+            loss = (value_fn(obs[idx]) - targets[idx]).pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+    return torch.stack(losses).mean()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from pgrad.algos.npg import NPG, NPGConfig
 from pgrad.algos.ppo import PPO, PPOConfig
+from pgrad.algos.trpo import TRPO, TRPOConfig
 from pgrad.config import RunConfig
 
 
@@ -25,6 +27,20 @@ ALGORITHMS: dict[str, AlgoEntry] = {
         PPO,
         "on_policy",
         "PPO-clip: max E[min(r·A, clip(r, 1±ε)·A)], GAE advantages",
+    ),
+    "npg": AlgoEntry(
+        "npg",
+        NPGConfig,
+        NPG,
+        "on_policy",
+        "natural gradient: θ += α F⁻¹∇L, α = √(2δ / ∇Lᵀ F⁻¹ ∇L), no line search",
+    ),
+    "trpo": AlgoEntry(
+        "trpo",
+        TRPOConfig,
+        TRPO,
+        "on_policy",
+        "trust region: natural step + backtracking until exact KL ≤ δ and L improves",
     ),
 }
 

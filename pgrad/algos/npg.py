@@ -1,0 +1,79 @@
+"""Natural Policy Gradient (notes: "Natural Policy Gradient").
+
+    θ' = θ + α F⁻¹ ∇L(θ),   α = √(2δ / ∇Lᵀ F⁻¹ ∇L)
+
+The step is taken as it is: the KL bound holds only to second order (the notes' point), so the
+exact KL reached is measured and logged. The critic is fitted to GAE(γ, λ) returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import torch
+from torch import Tensor
+
+from pgrad.buffers import RolloutBuffer
+from pgrad.config import TrustRegionConfig, schedule
+from pgrad.estimators import explained_variance, gae
+from pgrad.networks import actor_critic_for, fit_value
+from pgrad.trust_region import SurrogateProblem, flat_params, set_flat_params
+
+
+@dataclass(frozen=True)
+class NPGConfig(TrustRegionConfig):
+    """NPG: the natural-gradient step scaled to the KL radius δ, without a line search."""
+
+
+class NPG:
+    config_class = NPGConfig
+
+    def __init__(self, cfg: NPGConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
+        self.critic_optimizer = torch.optim.Adam(self.policy.value_parameters(), lr=cfg.learning_rate, fused=True)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.action_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
+
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.policy.act(obs, self.action_generator)
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.policy.value(obs)
+
+    def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
+        cfg = self.cfg
+        with torch.no_grad():
+            advantages, returns = gae(
+                buf.rewards, buf.values, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.gae_lambda
+            )
+        obs, actions = buf.obs.flatten(0, 1), buf.actions.flatten(0, 1)
+        advantages, returns = advantages.flatten(), returns.flatten()
+        if cfg.normalize_advantage:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        params = self.policy.policy_parameters()
+        problem = SurrogateProblem(self.policy.distribution, params, obs, actions, advantages)
+        old_surrogate, _ = problem.evaluate()
+        step, cg = problem.natural_step(cfg.target_kl, cfg.cg_damping, cfg.cg_max_steps, cfg.cg_tolerance)
+        # NPG: θ' = θ + α F⁻¹∇L, taken whole
+        set_flat_params(params, flat_params(params) + step)
+        surrogate, kl = problem.evaluate()
+
+        learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
+        for group in self.critic_optimizer.param_groups:
+            group["lr"] = learning_rate
+        value_loss = fit_value(
+            self.policy.value, self.critic_optimizer, obs, returns, cfg.n_critic_updates, cfg.batch_size, self.generator
+        )
+        return {
+            "losses/surrogate_improvement": surrogate - old_surrogate,
+            "losses/kl": kl,
+            "losses/cg_residual": cg.residual,
+            "losses/cg_iterations": float(cg.iterations),
+            "losses/step_norm": float(step.norm()),
+            "losses/value_loss": float(value_loss),
+            "losses/explained_variance": float(explained_variance(buf.values.flatten(), returns)),
+            "charts/learning_rate": learning_rate,
+        }

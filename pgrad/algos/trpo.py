@@ -1,0 +1,98 @@
+"""Trust Region Policy Optimization (notes: "Trust Region Policy Optimization (TRPO)").
+
+    max_θ' L(θ') = E[π_θ'(a|s)/π_θ(a|s) · A]   s.t.   KL(π_θ‖π_θ') ≤ δ
+
+Direction F⁻¹∇L by conjugate gradient, scaled to the trust region's edge α = √(2δ / xᵀFx),
+then a backtracking line search θ + βᵏ·step keeps the first try whose *exact* KL ≤ δ and whose
+surrogate improved, or keeps θ. The critic is fitted to GAE(γ, λ) returns afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import torch
+from torch import Tensor
+
+from pgrad.buffers import RolloutBuffer
+from pgrad.config import TrustRegionConfig, in_range, positive_int, schedule
+from pgrad.estimators import explained_variance, gae
+from pgrad.networks import actor_critic_for, fit_value
+from pgrad.trust_region import SurrogateProblem, backtracking_line_search
+
+
+@dataclass(frozen=True)
+class TRPOConfig(TrustRegionConfig):
+    """TRPO: the natural-gradient step with a backtracking line search on the exact KL."""
+
+    line_search_shrinking_factor: float = 0.8
+    """β: each backtrack multiplies the step by this."""
+    line_search_max_iter: int = 10
+    """Tries before the update is rejected and θ kept."""
+
+    def validate(self) -> None:
+        super().validate()
+        in_range("line_search_shrinking_factor", self.line_search_shrinking_factor, 0.0, 1.0, True, True)
+        positive_int("line_search_max_iter", self.line_search_max_iter)
+
+
+class TRPO:
+    config_class = TRPOConfig
+
+    def __init__(self, cfg: TRPOConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
+        self.critic_optimizer = torch.optim.Adam(self.policy.value_parameters(), lr=cfg.learning_rate, fused=True)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.action_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
+
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.policy.act(obs, self.action_generator)
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.policy.value(obs)
+
+    def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
+        cfg = self.cfg
+        with torch.no_grad():
+            advantages, returns = gae(
+                buf.rewards, buf.values, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.gae_lambda
+            )
+        obs, actions = buf.obs.flatten(0, 1), buf.actions.flatten(0, 1)
+        advantages, returns = advantages.flatten(), returns.flatten()
+        if cfg.normalize_advantage:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        params = self.policy.policy_parameters()
+        problem = SurrogateProblem(self.policy.distribution, params, obs, actions, advantages)
+        old_surrogate, _ = problem.evaluate()
+        step, cg = problem.natural_step(cfg.target_kl, cfg.cg_damping, cfg.cg_max_steps, cfg.cg_tolerance)
+        # TRPO: θ' = θ + βᵏ α F⁻¹∇L with the first k where KL ≤ δ and L improved, else θ' = θ
+        search = backtracking_line_search(
+            params,
+            step,
+            problem.evaluate,
+            old_surrogate,
+            cfg.target_kl,
+            cfg.line_search_shrinking_factor,
+            cfg.line_search_max_iter,
+        )
+
+        learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
+        for group in self.critic_optimizer.param_groups:
+            group["lr"] = learning_rate
+        value_loss = fit_value(
+            self.policy.value, self.critic_optimizer, obs, returns, cfg.n_critic_updates, cfg.batch_size, self.generator
+        )
+        return {
+            "losses/surrogate_improvement": search.improvement,
+            "losses/kl": search.kl,
+            "losses/line_search_steps": float(search.backtracks),
+            "losses/line_search_accepted": float(search.accepted),
+            "losses/cg_residual": cg.residual,
+            "losses/cg_iterations": float(cg.iterations),
+            "losses/value_loss": float(value_loss),
+            "losses/explained_variance": float(explained_variance(buf.values.flatten(), returns)),
+            "charts/learning_rate": learning_rate,
+        }

@@ -1,0 +1,227 @@
+"""The trust-region core against explicit matrices (CHECKLIST item 29) and its guarantees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.func import functional_call, grad, vmap
+
+from pgrad.networks import ActorCritic
+from pgrad.trust_region import (
+    SurrogateProblem,
+    backtracking_line_search,
+    conjugate_gradient,
+    fisher_vector_product,
+    flat_params,
+    set_flat_params,
+)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def tiny_policy(discrete: bool, seed: int = 0) -> ActorCritic:
+    torch.manual_seed(seed)
+    policy = ActorCritic(obs_dim=3, action_dim=3 if discrete else 2, discrete=discrete, hidden_sizes=(4,))
+    with torch.no_grad():  # move off the 0.01-gain init so the policy is not nearly uniform
+        for p in policy.policy_parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    return policy
+
+
+def policy_params(policy: ActorCritic) -> dict[str, torch.Tensor]:
+    ids = {id(p) for p in policy.policy_parameters()}
+    return {name: p for name, p in policy.named_parameters() if id(p) in ids}
+
+
+def explicit_kl_hessian(policy: ActorCritic, obs: torch.Tensor) -> torch.Tensor:
+    """∇²_θ E_s[KL(π_θold ‖ π_θ)] at θ = θold, by autograd.functional.hessian over the flat θ."""
+    named = policy_params(policy)
+    names, shapes = list(named), [p.shape for p in named.values()]
+    theta0 = torch.cat([p.detach().reshape(-1) for p in named.values()])
+    with torch.no_grad():
+        old = policy.distribution(obs)
+
+    def kl_of(flat: torch.Tensor) -> torch.Tensor:
+        params, offset = {}, 0
+        for name, shape in zip(names, shapes, strict=True):
+            n = int(np.prod(shape))
+            params[name] = flat[offset : offset + n].view(shape)
+            offset += n
+        dist = _distribution_with(policy, params, obs)
+        return old.kl(dist).mean()
+
+    return torch.autograd.functional.hessian(kl_of, theta0)
+
+
+def _distribution_with(policy: ActorCritic, params: dict[str, torch.Tensor], obs: torch.Tensor):
+    """π(·|s) with the policy's parameters replaced by ``params`` (functional, differentiable)."""
+
+    class Call(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner._policy_out(x)
+
+    out = functional_call(Call(policy), {f"inner.{k}": v for k, v in params.items()}, (obs,))
+    if policy.discrete:
+        from pgrad.distributions import Categorical
+
+        return Categorical(out)
+    from pgrad.distributions import DiagGaussian
+
+    return DiagGaussian(out, params["log_std"])
+
+
+def per_sample_scores(policy: ActorCritic, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """∇_θ log π(a_i|s_i) for each pair, ``[M, P]``, with torch.func (vmap of grad)."""
+    named = {k: v.detach() for k, v in policy_params(policy).items()}
+
+    def log_prob(params, s, a):
+        return _distribution_with(policy, params, s[None]).log_prob(a[None]).squeeze(0)
+
+    grads = vmap(grad(log_prob), in_dims=(None, 0, 0))(named, obs, actions)
+    return torch.cat([grads[k].reshape(obs.shape[0], -1) for k in named], dim=1)
+
+
+def test_fvp_equals_explicit_fisher_categorical():
+    policy = tiny_policy(discrete=True)
+    obs = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    params = policy.policy_parameters()
+    # F = E_s Σ_a π(a|s) ∇log π(a|s) ∇log π(a|s)ᵀ, the expectation over actions done exactly
+    with torch.no_grad():
+        probs = policy.distribution(obs).probs
+    fisher = torch.zeros(len(flat_params(params)), len(flat_params(params)))
+    for a in range(3):
+        scores = per_sample_scores(policy, obs, torch.full((6,), a))
+        fisher += torch.einsum("b,bi,bj->ij", probs[:, a], scores, scores) / 6
+    hessian = explicit_kl_hessian(policy, obs)
+    torch.testing.assert_close(fisher, hessian, rtol=1e-8, atol=1e-10)  # the notes: Hessian of KL = Fisher
+
+    with torch.no_grad():
+        old = policy.distribution(obs)
+    fvp = fisher_vector_product(old.kl(policy.distribution(obs)).mean(), params, damping=0.0)
+    for seed in range(3):
+        v = torch.randn(fisher.shape[0], generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(fvp(v), fisher @ v, rtol=1e-8, atol=1e-10)
+    fvp_damped = fisher_vector_product(old.kl(policy.distribution(obs)).mean(), params, damping=0.1)
+    torch.testing.assert_close(fvp_damped(v), fisher @ v + 0.1 * v, rtol=1e-8, atol=1e-10)
+
+
+def test_fvp_equals_explicit_fisher_gaussian():
+    policy = tiny_policy(discrete=False)
+    obs = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    params = policy.policy_parameters()
+    assert any(p is policy.log_std for p in params)  # the log-std is part of θ (CHECKLIST item 27)
+    hessian = explicit_kl_hessian(policy, obs)
+
+    # Monte Carlo over actions: F ≈ (1/M) Σ score scoreᵀ with M = 4 × 50k sampled actions
+    m = 50_000
+    states = obs.repeat_interleave(m, 0)
+    with torch.no_grad():
+        actions = policy.distribution(states).sample(torch.Generator().manual_seed(2))
+    scores = per_sample_scores(policy, states, actions)
+    fisher_mc = scores.T @ scores / scores.shape[0]
+    scale = hessian.abs().max()
+    assert (fisher_mc - hessian).abs().max() < 0.03 * scale
+
+    with torch.no_grad():
+        old = policy.distribution(obs)
+    fvp = fisher_vector_product(old.kl(policy.distribution(obs)).mean(), params, damping=0.0)
+    for seed in range(3):
+        v = torch.randn(hessian.shape[0], generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(fvp(v), hessian @ v, rtol=1e-8, atol=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 25), st.integers(0, 2**31 - 1))
+def test_conjugate_gradient_matches_numpy_solve(n, seed):
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(n, n))
+    a = q @ q.T + 0.5 * np.eye(n)  # symmetric positive definite, condition number bounded
+    b = rng.normal(size=n)
+    expected = np.linalg.solve(a, b)
+    A = torch.as_tensor(a)
+    result = conjugate_gradient(lambda v: A @ v, torch.as_tensor(b), max_iterations=3 * n, tolerance=1e-24)
+    np.testing.assert_allclose(result.x.numpy(), expected, rtol=1e-6, atol=1e-8)
+    assert result.residual < 1e-9
+
+
+def _problem(seed: int, discrete: bool):
+    policy = tiny_policy(discrete, seed)
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(32, 3, generator=g)
+    with torch.no_grad():
+        actions = policy.distribution(obs).sample(g)
+    advantages = torch.randn(32, generator=g)
+    return policy, SurrogateProblem(policy.distribution, policy.policy_parameters(), obs, actions, advantages)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.booleans(), st.sampled_from([1e-4, 1e-3, 1e-2, 0.05]), st.floats(1.0, 50.0))
+def test_line_search_never_accepts_a_step_beyond_the_trust_region(seed, discrete, delta, overshoot):
+    """Whatever the step (here the natural step blown up by ``overshoot``), an accepted update has
+    exact KL ≤ δ and a better surrogate; a rejected one leaves θ exactly as it was."""
+    policy, problem = _problem(seed, discrete)
+    params = policy.policy_parameters()
+    before = flat_params(params)
+    old_surrogate, _ = problem.evaluate()
+    step, _ = problem.natural_step(delta, damping=0.1, cg_iterations=10, cg_tolerance=1e-10)
+    result = backtracking_line_search(params, overshoot * step, problem.evaluate, old_surrogate, delta, 0.8, 10)
+    surrogate, kl = problem.evaluate()
+    if result.accepted:
+        assert kl <= delta and surrogate > old_surrogate
+        assert kl == pytest.approx(result.kl) and surrogate - old_surrogate == pytest.approx(result.improvement)
+    else:
+        assert torch.equal(flat_params(params), before)
+
+
+def test_failed_line_search_restores_the_parameters():
+    policy, problem = _problem(0, True)
+    params = policy.policy_parameters()
+    before = flat_params(params)
+    old_surrogate, _ = problem.evaluate()
+    step, _ = problem.natural_step(0.01, 0.1, 10, 1e-10)
+    result = backtracking_line_search(params, -step, problem.evaluate, old_surrogate, 0.01, 0.8, 5)  # uphill never
+    assert not result.accepted and result.backtracks == 5
+    assert torch.equal(flat_params(params), before)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_npg_step_reaches_kl_close_to_delta_for_small_delta(discrete):
+    """½ sᵀFs = δ by construction, so the exact KL of the undamped natural step → δ as δ → 0
+    (the quadratic model is second-order accurate); with damping the model over-counts, KL < δ."""
+    errors = []
+    for delta in (1e-6, 1e-8):
+        policy, problem = _problem(3, discrete)
+        params = policy.policy_parameters()
+        step, _ = problem.natural_step(delta, damping=0.0, cg_iterations=200, cg_tolerance=1e-28)
+        set_flat_params(params, flat_params(params) + step)
+        _, kl = problem.evaluate()
+        errors.append(abs(kl / delta - 1.0))
+    assert errors[1] < 0.02 and errors[1] < errors[0], errors
+    policy, problem = _problem(3, discrete)
+    step, _ = problem.natural_step(1e-3, damping=0.1, cg_iterations=10, cg_tolerance=1e-10)
+    params = policy.policy_parameters()
+    set_flat_params(params, flat_params(params) + step)
+    assert 0.3 * 1e-3 < problem.evaluate()[1] <= 1e-3
+
+
+def test_old_distribution_stays_frozen_while_parameters_move():
+    """Regression: DiagGaussian's log-std is a view of the parameter; the old π must be a copy."""
+    policy, problem = _problem(0, discrete=False)
+    before = problem.old_dist.log_std.clone()
+    with torch.no_grad():
+        policy.log_std.add_(1.0)
+    torch.testing.assert_close(problem.old_dist.log_std, before)
+    assert problem.evaluate()[1] > 0.5  # KL(old‖new) sees the change; it was ≈ 0 (or < 0) with the bug

@@ -22,6 +22,9 @@ HERE = Path(__file__).parent
 CASES = [
     ("ppo", "CartPole-v1", 100_000, 475.0, (0, 1, 2)),
     ("ppo", "Pendulum-v1", 150_000, -300.0, (0, 1, 2)),
+    ("trpo", "CartPole-v1", 100_000, 475.0, (0, 1, 2)),
+    ("trpo", "Pendulum-v1", 200_000, -300.0, (0, 1, 2)),
+    ("npg", "CartPole-v1", 150_000, 400.0, (0, 1, 2)),
 ]
 
 

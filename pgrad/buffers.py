@@ -73,3 +73,55 @@ class RolloutBuffer:
         perm = torch.randperm(total, generator=generator).to(self.device)
         for start in range(0, total, batch_size):
             yield perm[start : start + batch_size]
+
+
+class EpisodeBuffer:
+    """Whole episodes from ``N`` envs, time-major ``[T, N]``; ``T`` grows (doubling) as needed.
+
+    ``valid[t, n]`` marks the steps kept: an env that has run its quota of episodes keeps
+    stepping with the others but its further steps are not used.
+    """
+
+    def __init__(
+        self,
+        n_envs: int,
+        obs_shape: tuple[int, ...],
+        action_shape: tuple[int, ...],
+        discrete: bool,
+        device: torch.device | str = "cpu",
+        capacity: int = 1024,
+    ):
+        self.n_envs, self.device, self.length = n_envs, torch.device(device), 0
+        self._specs = {
+            "obs": ((*obs_shape,), torch.float32),
+            "actions": ((*action_shape,), torch.int64 if discrete else torch.float32),
+            "rewards": ((), torch.float32),
+            "dones": ((), torch.bool),
+            "valid": ((), torch.bool),
+        }
+        self._data = {k: self._zeros(capacity, *spec) for k, spec in self._specs.items()}
+
+    def _zeros(self, capacity: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        return torch.zeros((capacity, self.n_envs, *shape), dtype=dtype, device=self.device)
+
+    def clear(self) -> None:
+        self.length = 0
+
+    def store(self, obs: Tensor, actions: Tensor, rewards: np.ndarray, dones: np.ndarray, valid: np.ndarray) -> None:
+        t = self.length
+        if t == next(iter(self._data.values())).shape[0]:  # full: double the capacity once
+            self._data = {k: torch.cat([v, self._zeros(v.shape[0], *self._specs[k])]) for k, v in self._data.items()}
+        d = self._data
+        d["obs"][t] = obs
+        d["actions"][t] = actions
+        d["rewards"][t] = torch.as_tensor(rewards, device=self.device)
+        d["dones"][t] = torch.as_tensor(dones, device=self.device)
+        d["valid"][t] = torch.as_tensor(valid, device=self.device)
+        self.length = t + 1
+
+    def __getattr__(self, name: str) -> Tensor:
+        """``obs``, ``actions``, ``rewards``, ``dones``, ``valid``: the first ``length`` steps."""
+        data = self.__dict__.get("_data", {})
+        if name in data:
+            return data[name][: self.length]
+        raise AttributeError(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 
 def require(name: str, value: Any, ok: bool, allowed: str) -> None:
@@ -123,15 +123,11 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
-class OnPolicyConfig(RunConfig):
-    """Collect ``n_steps`` × ``n_envs`` transitions, estimate advantages, update."""
+class PolicyConfig(RunConfig):
+    """A policy network trained by gradient: discount, optimiser and architecture."""
 
-    n_steps: int = 2048
-    """Steps per env per rollout (T)."""
     gamma: float = 0.99
     """Discount factor γ."""
-    gae_lambda: float = 0.95
-    """GAE λ: 1 is the Monte Carlo advantage, 0 the one-step TD error."""
     learning_rate: float = 3e-4
     """Initial learning rate."""
     lr_schedule: Literal["constant", "linear"] = "constant"
@@ -153,9 +149,7 @@ class OnPolicyConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        positive_int("n_steps", self.n_steps)
         in_range("gamma", self.gamma, 0.0, 1.0)
-        in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
         positive("learning_rate", self.learning_rate)
         one_of("lr_schedule", self.lr_schedule, ("constant", "linear"))
         non_negative("max_grad_norm", self.max_grad_norm)
@@ -167,6 +161,24 @@ class OnPolicyConfig(RunConfig):
         )
         one_of("activation", self.activation, ("tanh", "relu", "elu"))
         in_range("log_std_init", self.log_std_init, -20.0, 2.0)
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig(PolicyConfig):
+    """Collect ``n_steps`` × ``n_envs`` transitions, estimate advantages, update."""
+
+    GAE_LAMBDA_OPTIONAL: ClassVar[bool] = False  # True where None selects n-step returns (A2C)
+
+    n_steps: int = 2048
+    """Steps per env per rollout (T)."""
+    gae_lambda: float = 0.95
+    """GAE λ: 1 is the Monte Carlo advantage, 0 the one-step TD error."""
+
+    def validate(self) -> None:
+        super().validate()
+        positive_int("n_steps", self.n_steps)
+        if not (self.gae_lambda is None and self.GAE_LAMBDA_OPTIONAL):
+            in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
 
 
 def schedule(value: float, kind: str, progress_remaining: float) -> float:
@@ -190,8 +202,6 @@ def from_jsonable(config_class: type[RunConfig], values: dict[str, Any]) -> RunC
 class TrustRegionConfig(OnPolicyConfig):
     """What NPG and TRPO share (field names as sb3-contrib's TRPO). ``learning_rate`` is the critic's."""
 
-    n_steps: int = 2048
-    """Steps per env per rollout (T)."""
     learning_rate: float = 1e-3
     """The critic's Adam learning rate (the policy moves by the natural-gradient step)."""
     target_kl: float = 0.01

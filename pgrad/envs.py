@@ -196,8 +196,10 @@ class VecEnv:
         self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
 
-    def reset(self) -> np.ndarray:
-        obs, _ = self.envs.reset(seed=self.seed)  # sub-env i gets seed + i (item 46)
+    def reset(self, seed: int | None | str = "initial") -> np.ndarray:
+        """Reset every env. The default seeds them (sub-env i gets ``seed + i``, item 46);
+        ``seed=None`` starts new episodes from the RNG state the seeded reset left."""
+        obs, _ = self.envs.reset(seed=self.seed if seed == "initial" else seed)
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
         obs = obs.astype(np.float32, copy=False)

@@ -97,6 +97,30 @@ def reward_to_go(rewards: Tensor, dones: Tensor, gamma: float) -> Tensor:
     return discounted_returns(rewards, zeros, done, torch.zeros_like(done), gamma)
 
 
+def episode_returns(rewards: Tensor, dones: Tensor, gamma: float) -> Tensor:
+    """The whole episode's return ``G_0 = Σ_t γ^t r_t``, repeated at every step of that episode, ``[T, N]``.
+
+    For REINFORCE without the causality trick. Row 0 must start an episode; ``dones[t]`` ends one.
+    """
+    to_go = reward_to_go(rewards, dones, gamma)
+    returns = torch.empty_like(to_go)
+    returns[0] = to_go[0]
+    done = dones.bool()
+    for t in range(1, rewards.shape[0]):
+        # A new episode starts at t after a done at t − 1; otherwise G_0 carries forward.
+        returns[t] = torch.where(done[t - 1], to_go[t], returns[t - 1])
+    return returns
+
+
+def steps_in_episode(dones: Tensor) -> Tensor:
+    """Each step's index ``t`` within its episode, ``[T, N]`` int64 (row 0 starts an episode)."""
+    index = torch.zeros(dones.shape, dtype=torch.int64, device=dones.device)
+    done = dones.bool()
+    for t in range(1, dones.shape[0]):
+        index[t] = torch.where(done[t - 1], 0, index[t - 1] + 1)
+    return index
+
+
 def n_step_returns(
     rewards: Tensor,
     next_values: Tensor,
@@ -139,5 +163,7 @@ def n_step_returns(
 
 def explained_variance(predictions: Tensor, targets: Tensor) -> Tensor:
     """``1 − Var[y − ŷ] / Var[y]``: 1 is a perfect critic, 0 no better than a constant."""
+    if targets.numel() < 2:
+        return torch.tensor(float("nan"))
     var_y = targets.var()
     return 1.0 - (targets - predictions).var() / var_y if var_y > 0 else torch.full_like(var_y, float("nan"))

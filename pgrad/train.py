@@ -20,7 +20,7 @@ from rich.table import Table
 
 from pgrad.agent import Agent
 from pgrad.algos import get_algo
-from pgrad.algos.base import run_on_policy
+from pgrad.algos.base import run_episodes, run_on_policy
 from pgrad.config import RunConfig, to_jsonable
 from pgrad.envs import check_env_id, make_vec_env
 from pgrad.evaluation import EvalResult, evaluate
@@ -149,7 +149,10 @@ def run(algo: str, cfg: RunConfig, sources: dict[str, str] | None = None, preset
                 next_checkpoint += cfg.checkpoint_every
 
         try:
-            steps = run_on_policy(algorithm, env, cfg.n_steps, cfg.total_steps, device, on_update)
+            if entry.loop == "episodes":
+                steps = run_episodes(algorithm, env, cfg.episodes_per_update, cfg.total_steps, device, on_update)
+            else:
+                steps = run_on_policy(algorithm, env, cfg.n_steps, cfg.total_steps, device, on_update)
         except KeyboardInterrupt:
             agent.save(run_dir)
             console.print(f"[yellow]interrupted: the agent so far is saved in {run_dir}[/]")

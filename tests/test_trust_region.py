@@ -225,3 +225,34 @@ def test_old_distribution_stays_frozen_while_parameters_move():
         policy.log_std.add_(1.0)
     torch.testing.assert_close(problem.old_dist.log_std, before)
     assert problem.evaluate()[1] > 0.5  # KL(old‖new) sees the change; it was ≈ 0 (or < 0) with the bug
+
+
+@pytest.mark.parametrize("algo", ["npg", "trpo"])
+def test_npg_and_trpo_update_logs_and_respect_their_kl(algo, tmp_path):
+    import csv
+
+    import pgrad
+
+    torch.set_default_dtype(torch.float32)
+    pgrad.train(algo, env="CartPole-v1", total_steps=4096, seed=0, run_dir=str(tmp_path / algo), eval_episodes=0,
+                tensorboard=False)
+    rows = list(csv.DictReader(open(tmp_path / algo / "progress.csv")))
+    assert len(rows) == 4  # 2 envs × 512 steps per update
+    for row in rows:
+        assert float(row["losses/cg_residual"]) >= 0 and float(row["losses/cg_iterations"]) >= 1
+        kl = float(row["losses/kl"])
+        if algo == "trpo":
+            assert float(row["losses/line_search_accepted"]) in (0.0, 1.0)
+            if float(row["losses/line_search_accepted"]):
+                assert kl <= 0.01 and float(row["losses/surrogate_improvement"]) > 0
+        else:
+            assert 0 < kl < 0.05  # NPG's KL is only approximately δ = 0.01
+
+
+def test_trpo_learns_cartpole_short_budget(tmp_path):
+    import pgrad
+
+    torch.set_default_dtype(torch.float32)
+    agent = pgrad.train("trpo", env="CartPole-v1", total_steps=40_000, seed=0, run_dir=str(tmp_path / "r"),
+                        tensorboard=False)
+    assert agent.evaluation.mean >= 300, agent.evaluation.returns

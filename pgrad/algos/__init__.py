@@ -5,8 +5,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from pgrad.algos.actor_critic import A2C, A2CConfig, ActorCriticConfig
 from pgrad.algos.npg import NPG, NPGConfig
 from pgrad.algos.ppo import PPO, PPOConfig
+from pgrad.algos.reinforce import Reinforce, ReinforceConfig
 from pgrad.algos.trpo import TRPO, TRPOConfig
 from pgrad.config import RunConfig
 
@@ -16,11 +18,32 @@ class AlgoEntry:
     name: str
     config_class: type[RunConfig]
     algo_class: type
-    loop: str  # "on_policy" | "off_policy"
+    loop: str  # "on_policy" (T × N rollouts) | "episodes" (whole episodes)
     summary: str
 
 
 ALGORITHMS: dict[str, AlgoEntry] = {
+    "reinforce": AlgoEntry(
+        "reinforce",
+        ReinforceConfig,
+        Reinforce,
+        "episodes",
+        "REINFORCE: (1/M) Σ_i Σ_t ∇log π(a_t|s_t)·(G − b), options: baseline, reward-to-go, γ^t",
+    ),
+    "actor_critic": AlgoEntry(
+        "actor_critic",
+        ActorCriticConfig,
+        A2C,
+        "on_policy",
+        "one-step actor-critic: ∇log π(a|s)·δ, δ = r + γV(s') − V(s), an update every vector step",
+    ),
+    "a2c": AlgoEntry(
+        "a2c",
+        A2CConfig,
+        A2C,
+        "on_policy",
+        "A2C: ∇log π(a|s)·(R^(n) − V(s)), n-step returns (or GAE) from parallel envs, RMSprop",
+    ),
     "ppo": AlgoEntry(
         "ppo",
         PPOConfig,
@@ -46,10 +69,11 @@ ALGORITHMS: dict[str, AlgoEntry] = {
 
 
 def get_algo(name: str) -> AlgoEntry:
-    """The registry entry for ``name``; a ValueError suggests close names otherwise."""
-    key = name.lower().replace("_", "-") if isinstance(name, str) else name
-    if key in ALGORITHMS:
-        return ALGORITHMS[key]
-    close = difflib.get_close_matches(str(name).lower(), list(ALGORITHMS), n=3, cutoff=0.4)
+    """The registry entry for ``name`` (``-`` and ``_`` alike); a ValueError suggests close names otherwise."""
+    key = str(name).lower()
+    for candidate in (key, key.replace("-", "_"), key.replace("_", "-")):
+        if candidate in ALGORITHMS:
+            return ALGORITHMS[candidate]
+    close = difflib.get_close_matches(key, list(ALGORITHMS), n=3, cutoff=0.4)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise ValueError(f"unknown algorithm {name!r}; available: {', '.join(ALGORITHMS)}.{hint}")

@@ -1,4 +1,4 @@
-"""The on-policy loop: collect T × N transitions → estimate → update, over a small protocol.
+"""The on-policy loops: collect T × N transitions → estimate → update (and REINFORCE's whole episodes).
 
 An on-policy algorithm supplies
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgrad.buffers import RolloutBuffer
+from pgrad.buffers import EpisodeBuffer, RolloutBuffer
 from pgrad.envs import VecEnv
 
 
@@ -46,6 +46,26 @@ def check_finite(metrics: dict[str, float], step: int) -> None:
         raise NonFiniteError(f"non-finite {', '.join(bad)} at step {step}")
 
 
+class EpisodeStats:
+    """Means over the last 100 finished episodes (raw rewards), as SB3's ``ep_rew_mean``."""
+
+    def __init__(self) -> None:
+        self.returns: deque[float] = deque(maxlen=100)
+        self.lengths: deque[int] = deque(maxlen=100)
+        self.episodes = 0
+
+    def add(self, env: VecEnv) -> dict[str, float]:
+        returns, lengths = env.pop_episodes()
+        self.episodes += len(returns)
+        self.returns.extend(returns)
+        self.lengths.extend(lengths)
+        return {
+            "charts/episodic_return": float(np.mean(self.returns)) if self.returns else float("nan"),
+            "charts/episodic_length": float(np.mean(self.lengths)) if self.lengths else float("nan"),
+            "charts/episodes": float(self.episodes),
+        }
+
+
 def run_on_policy(
     algo: OnPolicyAlgorithm,
     env: VecEnv,
@@ -64,9 +84,7 @@ def run_on_policy(
     discrete = isinstance(action_space, gym.spaces.Discrete)
     buf = RolloutBuffer(n_steps, N, env.obs_shape, () if discrete else action_space.shape, discrete, device)
     n_updates = math.ceil(total_steps / (n_steps * N))
-    recent_returns: deque[float] = deque(maxlen=100)
-    recent_lengths: deque[int] = deque(maxlen=100)
-    episodes = 0
+    stats = EpisodeStats()
 
     obs = torch.as_tensor(env.reset(), device=device)
     global_step = 0
@@ -92,14 +110,57 @@ def run_on_policy(
         metrics = algo.update(buf, progress_remaining=1.0 - update / n_updates)
         check_finite(metrics, global_step)
 
-        returns, lengths = env.pop_episodes()
-        episodes += len(returns)
-        recent_returns.extend(returns)
-        recent_lengths.extend(lengths)
-        row = {
-            "charts/episodic_return": float(np.mean(recent_returns)) if recent_returns else float("nan"),
-            "charts/episodic_length": float(np.mean(recent_lengths)) if recent_lengths else float("nan"),
-            "charts/episodes": float(episodes),
-        }
-        on_update(global_step, row | metrics)
+        on_update(global_step, stats.add(env) | metrics)
+    return global_step
+
+
+class EpisodicAlgorithm(Protocol):
+    policy: torch.nn.Module
+
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+    def update(self, batch: EpisodeBuffer, progress_remaining: float) -> dict[str, float]: ...
+
+
+def run_episodes(
+    algo: EpisodicAlgorithm,
+    env: VecEnv,
+    episodes_per_update: int,
+    total_steps: int,
+    device: torch.device,
+    on_update: Callable[[int, dict[str, float]], None],
+) -> int:
+    """REINFORCE's loop: every update sees whole episodes only.
+
+    Each update resets all envs and lets each run ``ceil(episodes_per_update / N)`` complete
+    episodes from the reset; an env that has finished its quota keeps stepping with the others
+    but those steps are masked out. Waiting for a fixed number of *first* finishers instead would
+    favour short episodes. All env steps taken count towards ``total_steps``.
+    """
+    N = env.n_envs
+    quota = math.ceil(episodes_per_update / N)
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    batch = EpisodeBuffer(N, env.obs_shape, () if discrete else env.action_space.shape, discrete, device)
+    stats = EpisodeStats()
+    global_step = 0
+    obs_np = env.reset()  # seeded
+    while global_step < total_steps:
+        if batch.length:  # later updates: fresh episodes, the env RNG continuing from the seed
+            obs_np = env.reset(seed=None)
+        batch.clear()
+        finished = np.zeros(N, np.int64)
+        obs = torch.as_tensor(obs_np, device=device)
+        while (finished < quota).any():
+            active = finished < quota
+            with torch.inference_mode():
+                actions, _, _ = algo.act(obs)
+            next_obs, rewards, terminated, truncated, _ = env.step(actions.cpu().numpy())
+            # A time-limit cut ends the episode of the finite-horizon objective REINFORCE estimates.
+            dones = terminated | truncated
+            batch.store(obs, actions, rewards, dones, active)
+            finished += dones & active
+            obs = torch.as_tensor(next_obs, device=device)
+        global_step += batch.length * N
+        metrics = algo.update(batch, progress_remaining=max(0.0, 1.0 - global_step / total_steps))
+        check_finite(metrics, global_step)
+        on_update(global_step, stats.add(env) | metrics)
     return global_step

@@ -27,8 +27,6 @@ class NPGConfig(TrustRegionConfig):
 
 
 class NPG:
-    config_class = NPGConfig
-
     def __init__(self, cfg: NPGConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
         self.cfg, self.device = cfg, device
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)

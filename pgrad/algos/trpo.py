@@ -38,8 +38,6 @@ class TRPOConfig(TrustRegionConfig):
 
 
 class TRPO:
-    config_class = TRPOConfig
-
     def __init__(self, cfg: TRPOConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
         self.cfg, self.device = cfg, device
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)

@@ -1,0 +1,133 @@
+"""Actor-critic (notes: "Actor-Critic Methods", "N-Step Returns and GAE"): vanilla and A2C.
+
+One update per rollout of ``n_steps`` × ``n_envs`` transitions:
+
+    actor:   ∇J ≈ E[ ∇log π(a_t|s_t) · A_t ]        critic:  min E[(R_t − V(s_t))²]
+    A_t = R_t − V(s_t),  R_t = R_t^(n) = Σ_{k<n} γ^k r_{t+k} + γ^n V(s_{t+n})   (or GAE(γ, λ))
+
+``actor_critic`` is the one-step form, δ_t = r_t + γV(s_{t+1}) − V(s_t), updating after every
+vector step; ``a2c`` is the synchronous advantage actor-critic with n-step returns to the end of
+the rollout (A3C's returns, computed from parallel envs) and RMSprop, as SB3/RL-Zoo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pgrad.buffers import RolloutBuffer
+from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule
+from pgrad.estimators import explained_variance, gae, n_step_returns
+from pgrad.networks import actor_critic_for
+
+
+@dataclass(frozen=True)
+class A2CConfig(OnPolicyConfig):
+    """A2C: n-step returns (or GAE), one gradient step per rollout."""
+
+    GAE_LAMBDA_OPTIONAL: ClassVar[bool] = True
+
+    n_steps: int = 5
+    """Steps per env per rollout; also the n of the n-step returns."""
+    learning_rate: float = 7e-4
+    """Learning rate."""
+    gae_lambda: float | None = None
+    """None: n-step returns R^(n) with n = n_steps. A number: GAE(γ, λ) advantages instead."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """RMSprop (α 0.99, ε 1e-5, as A3C/SB3) or Adam (CHECKLIST item 42)."""
+    optimizer_eps: float = 1e-5
+    """ε of the optimizer."""
+    normalize_advantage: bool = False
+    """Normalise advantages over each rollout."""
+
+    def validate(self) -> None:
+        super().validate()
+        non_negative("ent_coef", self.ent_coef)
+        non_negative("vf_coef", self.vf_coef)
+        one_of("optimizer", self.optimizer, ("rmsprop", "adam"))
+        positive("optimizer_eps", self.optimizer_eps)
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig(A2CConfig):
+    """Vanilla actor-critic: the one-step TD error as advantage, an update after every vector step."""
+
+    n_steps: int = 1
+    """Steps per env between updates (1: the one-step TD actor-critic)."""
+    optimizer: Literal["rmsprop", "adam"] = "adam"
+    """Optimizer."""
+    learning_rate: float = 1e-3
+    """Learning rate."""
+
+
+class A2C:
+    def __init__(self, cfg: A2CConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
+        if cfg.optimizer == "rmsprop":
+            self.optimizer = torch.optim.RMSprop(
+                self.policy.parameters(), lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps
+            )
+        else:
+            self.optimizer = torch.optim.Adam(
+                self.policy.parameters(), lr=cfg.learning_rate, eps=cfg.optimizer_eps, fused=True
+            )
+        self.action_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
+
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.policy.act(obs, self.action_generator)
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.policy.value(obs)
+
+    def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
+        cfg = self.cfg
+        learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        with torch.no_grad():
+            if cfg.gae_lambda is None:
+                # n-step: R_t^(n) = Σ_{k<n} γ^k r_{t+k} + γ^n V(s_{t+n});  A_t = R_t^(n) − V(s_t)
+                returns = n_step_returns(
+                    buf.rewards, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.n_steps
+                )
+                advantages = returns - buf.values
+            else:
+                advantages, returns = gae(
+                    buf.rewards, buf.values, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.gae_lambda
+                )
+        obs, actions = buf.obs.flatten(0, 1), buf.actions.flatten(0, 1)
+        advantages, returns = advantages.flatten(), returns.flatten()
+        if cfg.normalize_advantage and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        dist, values = self.policy(obs)
+        # actor: −E[log π(a|s) · A]   (A is a constant: the baseline V never reaches the actor's gradient)
+        policy_loss = -(dist.log_prob(actions) * advantages).mean()
+        # critic: E[(R − V(s))²]
+        value_loss = F.mse_loss(values, returns)
+        entropy = dist.entropy().mean()
+        loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+
+        terms = torch.stack([policy_loss, value_loss, entropy, loss]).detach().tolist()
+        metrics = {
+            f"losses/{k}": v for k, v in zip(("policy_loss", "value_loss", "entropy", "loss"), terms, strict=True)
+        }
+        metrics["losses/explained_variance"] = float(explained_variance(buf.values.flatten(), returns))
+        metrics["charts/learning_rate"] = learning_rate
+        return metrics

@@ -1,0 +1,166 @@
+"""REINFORCE, the Monte Carlo policy gradient, with the notes' variance reductions as options.
+
+Notes: "REINFORCE", "Baseline Subtraction", "Causality Trick and Reward-to-Go", "Discount Factor
+Adjustment". On M complete episodes:
+
+    ∇J ≈ (1/M) Σ_i Σ_t  w_t · ∇log π(a_t|s_t)
+
+    w_t = G_0 = Σ_t γ^t r_t                    (reward_to_go=False: the whole episode's return)
+    w_t = G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}       (reward_to_go=True: the causality trick)
+    w_t ← w_t − b      b = 0 | the batch's mean of w | V(s_t) learned by regression on G_t
+    w_t ← γ^t w_t      (discount_weighting: the γ^t factor of the discounted objective's gradient)
+
+With baseline="none", reward_to_go=False and γ = 1 this is exactly (1/M) Σ_i (Σ_t ∇log π)(Σ_t r).
+A time-limit cut ends an episode here: REINFORCE estimates the finite-horizon objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import gymnasium as gym
+import torch
+from torch import Tensor
+
+from pgrad.buffers import EpisodeBuffer
+from pgrad.config import PolicyConfig, one_of, positive, positive_int, schedule
+from pgrad.estimators import episode_returns, explained_variance, reward_to_go, steps_in_episode
+from pgrad.networks import actor_critic_for, fit_value
+
+
+@dataclass(frozen=True)
+class ReinforceConfig(PolicyConfig):
+    """REINFORCE over batches of complete episodes."""
+
+    episodes_per_update: int = 16
+    """Complete episodes per gradient step (spread over the n_envs envs)."""
+    baseline: Literal["none", "mean", "value"] = "value"
+    """b subtracted from the returns: none, the batch mean, or a learned V(s)."""
+    reward_to_go: bool = True
+    """Weight ∇log π(a_t|s_t) by the return from t on (causality) instead of the whole episode's."""
+    discount_weighting: bool = False
+    """Multiply step t's weight by γ^t (the exact gradient of the discounted objective)."""
+    normalize_advantage: bool = True
+    """Standardise the weights over the batch."""
+    learning_rate: float = 1e-3
+    """Policy learning rate (Adam)."""
+    value_learning_rate: float = 1e-3
+    """Critic learning rate (baseline='value')."""
+    n_critic_updates: int = 5
+    """Epochs of value regression per update (baseline='value')."""
+    critic_batch_size: int = 256
+    """Minibatch size of the value regression."""
+    max_grad_norm: float = 0.0
+    """Global gradient-norm clip of the policy step (0 disables)."""
+
+    def validate(self) -> None:
+        super().validate()
+        positive_int("episodes_per_update", self.episodes_per_update)
+        one_of("baseline", self.baseline, ("none", "mean", "value"))
+        positive_int("n_critic_updates", self.n_critic_updates)
+        positive_int("critic_batch_size", self.critic_batch_size)
+        positive("value_learning_rate", self.value_learning_rate)
+
+
+def reinforce_weights(
+    rewards: Tensor,
+    dones: Tensor,
+    valid: Tensor,
+    gamma: float,
+    use_reward_to_go: bool,
+    baseline: str,
+    values: Tensor | None,
+    discount_weighting: bool,
+    normalize: bool,
+) -> tuple[Tensor, Tensor]:
+    """``(weights w_t, returns G)`` on ``[T, N]`` episode data; weights are 0 outside ``valid``."""
+    if use_reward_to_go:
+        returns = reward_to_go(rewards, dones, gamma)  # G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}
+    else:
+        returns = episode_returns(rewards, dones, gamma)  # G_0 = Σ_t γ^t r_t at every step
+    if baseline == "mean":
+        weights = returns - returns[valid].mean()  # b = mean of G over the batch
+    elif baseline == "value":
+        weights = returns - values  # b(s_t) = V(s_t): depends on the state only, so no bias
+    else:
+        weights = returns.clone()
+    if discount_weighting:
+        weights = weights * gamma ** steps_in_episode(dones).to(weights.dtype)  # γ^t
+    if normalize and valid.sum() > 1:
+        kept = weights[valid]
+        weights = (weights - kept.mean()) / (kept.std() + 1e-8)
+    return weights * valid, returns
+
+
+def reinforce_loss(log_probs: Tensor, weights: Tensor, n_episodes: int | Tensor) -> Tensor:
+    """−(1/M) Σ_i Σ_t w_t log π(a_t|s_t): its gradient is minus the estimate ∇J above."""
+    return -(log_probs * weights).sum() / n_episodes
+
+
+class Reinforce:
+    def __init__(
+        self, cfg: ReinforceConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device
+    ):
+        self.cfg, self.device = cfg, device
+        self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
+        self.optimizer = torch.optim.Adam(self.policy.policy_parameters(), lr=cfg.learning_rate, fused=True)
+        self.critic_optimizer = torch.optim.Adam(self.policy.value_parameters(), lr=cfg.value_learning_rate, fused=True)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.action_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
+
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.policy.act(obs, self.action_generator)
+
+    def update(self, batch: EpisodeBuffer, progress_remaining: float) -> dict[str, float]:
+        cfg = self.cfg
+        learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        valid = batch.valid
+        n_episodes = (batch.dones & valid).sum()
+        with torch.no_grad():
+            values = (
+                self.policy.value(batch.obs.flatten(0, 1)).view_as(batch.rewards) if cfg.baseline == "value" else None
+            )
+            weights, returns = reinforce_weights(
+                batch.rewards,
+                batch.dones,
+                valid,
+                cfg.gamma,
+                cfg.reward_to_go,
+                cfg.baseline,
+                values,
+                cfg.discount_weighting,
+                cfg.normalize_advantage,
+            )
+        obs, actions = batch.obs[valid], batch.actions[valid]
+        dist = self.policy.distribution(obs)
+        # REINFORCE: ∇J ≈ (1/M) Σ_i Σ_t ∇log π(a_t|s_t) · w_t
+        loss = reinforce_loss(dist.log_prob(actions), weights[valid], n_episodes)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.policy.policy_parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+
+        metrics = {
+            "losses/policy_loss": float(loss.detach()),
+            "losses/entropy": float(dist.entropy().mean().detach()),
+            "charts/learning_rate": learning_rate,
+            "charts/batch_episodes": float(n_episodes),
+            "charts/batch_steps": float(valid.sum()),
+        }
+        if cfg.baseline == "value":
+            value_loss = fit_value(
+                self.policy.value,
+                self.critic_optimizer,
+                obs,
+                returns[valid],
+                cfg.n_critic_updates,
+                cfg.critic_batch_size,
+                self.generator,
+            )
+            metrics["losses/value_loss"] = float(value_loss)
+            metrics["losses/explained_variance"] = float(explained_variance(values[valid], returns[valid]))
+        return metrics

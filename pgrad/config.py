@@ -94,6 +94,8 @@ class RunConfig:
     """Also evaluate every this many steps during training (0: only at the end)."""
     checkpoint_every: int = 0
     """Save the agent every this many steps (0: only at the end)."""
+    log_interval: int = 1
+    """Write a progress row every this many updates (and after the last)."""
     run_dir: str | None = None
     """Run directory (default runs/<algo>-<env>-<seed>-<time>)."""
     overwrite: bool = False
@@ -117,6 +119,7 @@ class RunConfig:
         non_negative_int("eval_episodes", self.eval_episodes)
         non_negative_int("eval_every", self.eval_every)
         non_negative_int("checkpoint_every", self.checkpoint_every)
+        positive_int("log_interval", self.log_interval)
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)

@@ -42,6 +42,9 @@ class Categorical:
         # H = −Σ_a π(a|s) log π(a|s)
         return -(self.probs * self.logits).sum(-1)
 
+    def __getitem__(self, index) -> Categorical:
+        return Categorical(self.logits[index])
+
     def detach(self) -> Categorical:
         """A frozen copy: later in-place changes to the network do not reach it."""
         return Categorical(self.logits.detach().clone())
@@ -82,6 +85,9 @@ class DiagGaussian:
     def entropy(self) -> Tensor:
         # H = Σ_i [ ½ + ½ log 2π + log σ_i ]
         return (0.5 + _HALF_LOG_2PI + self.log_std).sum(-1)
+
+    def __getitem__(self, index) -> DiagGaussian:
+        return DiagGaussian(self.mean[index], self.log_std[index])
 
     def detach(self) -> DiagGaussian:
         """A frozen copy. Needed: a state-independent ``log_std`` is a *view* of the parameter, so

@@ -136,10 +136,13 @@ def run(algo: str, cfg: RunConfig, sources: dict[str, str] | None = None, preset
     next_checkpoint = cfg.checkpoint_every or None
 
     with RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar) as logger:
+        updates = 0
 
         def on_update(global_step: int, metrics: dict[str, float]) -> None:
-            nonlocal next_eval, next_checkpoint
-            logger.log(global_step, metrics)
+            nonlocal next_eval, next_checkpoint, updates
+            updates += 1
+            if updates % cfg.log_interval == 0 or global_step >= cfg.total_steps:
+                logger.log(global_step, metrics)
             if next_eval is not None and global_step >= next_eval:
                 result = evaluate(agent, cfg.eval_episodes or 10, cfg.seed)
                 logger.log_eval(global_step, result.mean, result.std)

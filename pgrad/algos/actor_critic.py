@@ -67,6 +67,8 @@ class ActorCriticConfig(A2CConfig):
     """Optimizer."""
     learning_rate: float = 1e-3
     """Learning rate."""
+    log_interval: int = 100
+    """Write a progress row every this many updates (one update per vector step here)."""
 
 
 class A2C:

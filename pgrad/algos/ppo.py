@@ -1,7 +1,10 @@
-"""Proximal Policy Optimization, clipped surrogate (notes: "Proximal Policy Optimization (PPO)").
+"""Proximal Policy Optimization (notes: "Proximal Policy Optimization (PPO)", "Solving the
+Constrained Problem").
 
     r_t(θ) = π_θ(a_t|s_t) / π_θold(a_t|s_t)
-    J(θ)   = E[ min(r_t A_t, clip(r_t, 1 − ε, 1 + ε) A_t) ]
+    clip:        J(θ) = E[ min(r_t A_t, clip(r_t, 1 − ε, 1 + ε) A_t) ]
+    kl_penalty:  J(θ) = E[ r_t A_t ] − β KL(π_old‖π_θ);  after each update β ×2 if KL > 1.5 d, ÷2 if KL < d/1.5
+    kl_dual:     the same J, with the notes' dual ascent β ← max(0, β + α_β (KL − d))
 
 with GAE advantages, a value loss, an entropy bonus, and the implementation details of
 CHECKLIST E.2 (Adam ε 1e-5, per-minibatch advantage normalisation, shuffled minibatches every
@@ -46,6 +49,14 @@ class PPOConfig(OnPolicyConfig):
     """Normalise advantages per minibatch (CHECKLIST item 12)."""
     target_kl: float | None = None
     """Stop the epochs early once approx KL exceeds 1.5 × this (None: never; as SB3)."""
+    loss: Literal["clip", "kl_penalty", "kl_dual"] = "clip"
+    """Policy objective: clipped surrogate, or surrogate − β·KL with adaptive or dual-ascent β."""
+    kl_coef: float = 1.0
+    """Initial β of the KL penalty (loss kl_penalty / kl_dual)."""
+    kl_target: float = 0.01
+    """d: the KL per update that β adapts towards (loss kl_penalty / kl_dual)."""
+    kl_coef_lr: float = 1.0
+    """α_β, the dual ascent step of loss kl_dual."""
 
     def validate(self) -> None:
         super().validate()
@@ -59,6 +70,10 @@ class PPOConfig(OnPolicyConfig):
         non_negative("vf_coef", self.vf_coef)
         if self.target_kl is not None:
             positive("target_kl", self.target_kl)
+        one_of("loss", self.loss, ("clip", "kl_penalty", "kl_dual"))
+        non_negative("kl_coef", self.kl_coef)
+        positive("kl_target", self.kl_target)
+        positive("kl_coef_lr", self.kl_coef_lr)
 
 
 LOSS_TERMS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "loss")
@@ -74,17 +89,25 @@ def ppo_loss(
     entropy: Tensor,
     clip_range: float,
     cfg: PPOConfig,
+    kl: Tensor | None = None,
+    kl_coef: float = 0.0,
 ) -> dict[str, Tensor]:
-    """PPO's loss on one minibatch of ``B`` samples (all inputs ``[B]``), as named terms."""
+    """PPO's loss on one minibatch of ``B`` samples (all inputs ``[B]``), as named terms.
+
+    ``kl`` is the exact per-sample KL(π_old‖π_θ), needed by the KL-penalty objectives."""
     log_ratio = log_prob - old_log_prob
     ratio = log_ratio.exp()  # r_t(θ) = π_θ(a|s) / π_θold(a|s)
     if cfg.normalize_advantage and len(advantages) > 1:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
-    # PPO-clip: L^CLIP = −E[ min(r·A, clip(r, 1−ε, 1+ε)·A) ]
     surrogate = ratio * advantages
-    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
-    policy_loss = -torch.min(surrogate, clipped).mean()
+    if cfg.loss == "clip":
+        # PPO-clip: L^CLIP = −E[ min(r·A, clip(r, 1−ε, 1+ε)·A) ]
+        clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
+        policy_loss = -torch.min(surrogate, clipped).mean()
+    else:
+        # PPO-KL: L^KLPEN = −E[ r·A ] + β E[ KL(π_old‖π_θ) ]
+        policy_loss = -surrogate.mean() + kl_coef * kl.mean()
 
     # Value loss (V − R)², as SB3 (no ½); optionally the max with the clipped prediction's error.
     value_loss = F.mse_loss(values, returns)
@@ -118,6 +141,7 @@ class PPO:
         # Adam ε = 1e-5 (CHECKLIST item 9); the fused kernel is 15% faster per step on small CPU MLPs.
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=1e-5, fused=True)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # minibatch shuffles
+        self.kl_coef = cfg.kl_coef  # β of the KL-penalty objectives, adapted after each update
         self.action_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
 
     def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -142,6 +166,11 @@ class PPO:
         old_log_probs, old_values = buf.log_probs.flatten(), buf.values.flatten()
         advantages, returns = advantages.flatten(), returns.flatten()
 
+        penalised = cfg.loss != "clip"
+        if penalised:
+            with torch.no_grad():
+                old_dist = self.policy.distribution(obs).detach()  # π_old on the whole batch, frozen
+
         history: list[Tensor] = []
         stopped_early = False
         for _epoch in range(cfg.n_epochs):
@@ -157,6 +186,8 @@ class PPO:
                     dist.entropy(),
                     clip_range,
                     cfg,
+                    old_dist[idx].kl(dist) if penalised else None,
+                    self.kl_coef,
                 )
                 if cfg.target_kl is not None and terms["approx_kl"].item() > 1.5 * cfg.target_kl:
                     stopped_early = True
@@ -177,4 +208,22 @@ class PPO:
         metrics["charts/learning_rate"] = learning_rate
         metrics["charts/clip_range"] = clip_range
         metrics["charts/gradient_steps"] = len(history)
+        if penalised:
+            with torch.no_grad():
+                kl = float(old_dist.kl(self.policy.distribution(obs)).mean())  # exact KL of the update
+            metrics["losses/kl"], metrics["charts/kl_coef"] = kl, self.kl_coef
+            self.kl_coef = adapt_kl_coef(self.kl_coef, kl, cfg)
         return metrics
+
+
+def adapt_kl_coef(beta: float, kl: float, cfg: PPOConfig) -> float:
+    """The next β from the KL an update reached."""
+    if cfg.loss == "kl_dual":
+        # dual ascent on the Lagrangian: β ← max(0, β + α_β (KL − d))
+        return max(0.0, beta + cfg.kl_coef_lr * (kl - cfg.kl_target))
+    # adaptive penalty (Schulman et al. 2017, §4): double above 1.5 d, halve below d / 1.5
+    if kl > 1.5 * cfg.kl_target:
+        return beta * 2.0
+    if kl < cfg.kl_target / 1.5:
+        return beta / 2.0
+    return beta

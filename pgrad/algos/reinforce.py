@@ -7,7 +7,7 @@ Adjustment". On M complete episodes:
 
     w_t = G_0 = Σ_t γ^t r_t                    (reward_to_go=False: the whole episode's return)
     w_t = G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}       (reward_to_go=True: the causality trick)
-    w_t ← w_t − b      b = 0 | the batch's mean of w | V(s_t) learned by regression on G_t
+    w_t ← w_t − b      b = 0 | the mean return of the batch's other episodes | V(s_t) regressed on G_t
     w_t ← γ^t w_t      (discount_weighting: the γ^t factor of the discounted objective's gradient)
 
 With baseline="none", reward_to_go=False and γ = 1 this is exactly (1/M) Σ_i (Σ_t ∇log π)(Σ_t r).
@@ -36,7 +36,7 @@ class ReinforceConfig(PolicyConfig):
     episodes_per_update: int = 16
     """Complete episodes per gradient step (spread over the n_envs envs)."""
     baseline: Literal["none", "mean", "value"] = "value"
-    """b subtracted from the returns: none, the batch mean, or a learned V(s)."""
+    """b subtracted from the returns: none, the batch's mean return (leaving the episode out), or a learned V(s)."""
     reward_to_go: bool = True
     """Weight ∇log π(a_t|s_t) by the return from t on (causality) instead of the whole episode's."""
     discount_weighting: bool = False
@@ -63,6 +63,29 @@ class ReinforceConfig(PolicyConfig):
         positive("value_learning_rate", self.value_learning_rate)
 
 
+def leave_one_out_mean(returns: Tensor, dones: Tensor, valid: Tensor) -> Tensor:
+    """b for each step: the mean return of the batch's *other* episodes, ``[T, N]``.
+
+    Each episode's return is its mean weight per step (G_0 itself without reward-to-go). Leaving
+    the episode out makes b independent of its actions, so E[∇log π · b] = 0 exactly; a mean that
+    included it would shrink the expected gradient by (M − 1)/M. One episode alone gets b = 0.
+    """
+    T, N = returns.shape
+    done = dones.long()
+    ids = (done.cumsum(0) - done) + (T + 1) * torch.arange(N, device=returns.device)  # episode of each step
+    sums = torch.zeros(N * (T + 1), dtype=returns.dtype, device=returns.device)
+    counts = torch.zeros_like(sums)
+    sums.scatter_add_(0, ids[valid], returns[valid])
+    counts.scatter_add_(0, ids[valid], torch.ones_like(returns[valid]))
+    present = counts > 0
+    means = torch.where(present, sums / counts.clamp(min=1), torch.zeros_like(sums))
+    m = present.sum()
+    if m < 2:
+        return torch.zeros_like(returns)
+    others = (means.sum() - means) / (m - 1)
+    return others[ids]
+
+
 def reinforce_weights(
     rewards: Tensor,
     dones: Tensor,
@@ -80,7 +103,7 @@ def reinforce_weights(
     else:
         returns = episode_returns(rewards, dones, gamma)  # G_0 = Σ_t γ^t r_t at every step
     if baseline == "mean":
-        weights = returns - returns[valid].mean()  # b = mean of G over the batch
+        weights = returns - leave_one_out_mean(returns, dones, valid)
     elif baseline == "value":
         weights = returns - values  # b(s_t) = V(s_t): depends on the state only, so no bias
     else:

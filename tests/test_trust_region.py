@@ -255,4 +255,4 @@ def test_trpo_learns_cartpole_short_budget(tmp_path):
     torch.set_default_dtype(torch.float32)
     agent = pgrad.train("trpo", env="CartPole-v1", total_steps=40_000, seed=0, run_dir=str(tmp_path / "r"),
                         tensorboard=False)
-    assert agent.evaluation.mean >= 300, agent.evaluation.returns
+    assert agent.evaluation.mean >= 400, agent.evaluation.returns

@@ -15,9 +15,11 @@ import torch
 
 from pgrad import checkpoint
 from pgrad.envs import ActionMap, Normalizer
-from pgrad.networks import ActorCritic
+from pgrad.networks import ActorCritic, CategoricalActor, DeterministicActor, SquashedGaussianActor
 
-POLICY_CLASSES: dict[str, type[torch.nn.Module]] = {"ActorCritic": ActorCritic}
+POLICY_CLASSES: dict[str, type[torch.nn.Module]] = {
+    cls.__name__: cls for cls in (ActorCritic, DeterministicActor, SquashedGaussianActor, CategoricalActor)
+}
 
 
 def space_to_json(space: gym.Space) -> dict[str, Any]:

@@ -125,3 +125,67 @@ class EpisodeBuffer:
         if name in data:
             return data[name][: self.length]
         raise AttributeError(name)
+
+
+class ReplayBuffer:
+    """Preallocated circular storage of transitions ``(s, a, r, s', terminated)`` for off-policy methods.
+
+    ``s'`` is the real next state (the final observation at an episode's end, never the reset one:
+    ``VecEnv.step`` returns it), and only *termination* is stored: a time-limit cut is not an end
+    of the MDP, so its target still bootstraps from Q(s', ·) (CHECKLIST items 2-3).
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        action_shape: tuple[int, ...],
+        discrete: bool,
+        device: torch.device | str = "cpu",
+    ):
+        self.capacity, self.device = capacity, torch.device(device)
+        self.obs = torch.zeros((capacity, *obs_shape), device=self.device)
+        self.next_obs = torch.zeros((capacity, *obs_shape), device=self.device)
+        self.actions = torch.zeros(
+            (capacity, *action_shape), dtype=torch.int64 if discrete else torch.float32, device=self.device
+        )
+        self.rewards = torch.zeros(capacity, device=self.device)
+        self.terminated = torch.zeros(capacity, device=self.device)
+        self.position, self.size = 0, 0
+
+    def add(
+        self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray
+    ) -> None:
+        """Store one vector step: ``N`` transitions (rows of the arrays)."""
+        n = len(rewards)
+        idx = (self.position + torch.arange(n)) % self.capacity
+        if self.device.type == "cpu":
+            idx_np = idx.numpy()
+            self.obs.numpy()[idx_np] = obs
+            self.next_obs.numpy()[idx_np] = next_obs
+            self.actions.numpy()[idx_np] = actions
+            self.rewards.numpy()[idx_np] = rewards
+            self.terminated.numpy()[idx_np] = terminated
+        else:
+            idx = idx.to(self.device)
+            for store, values in (
+                (self.obs, obs),
+                (self.next_obs, next_obs),
+                (self.actions, actions),
+                (self.rewards, rewards),
+                (self.terminated, terminated),
+            ):
+                store[idx] = torch.as_tensor(np.asarray(values), dtype=store.dtype, device=self.device)
+        self.position = (self.position + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, Tensor]:
+        """A uniform sample (with replacement) of stored transitions, each ``[B, ...]``."""
+        idx = torch.randint(0, self.size, (batch_size,), generator=generator).to(self.device)
+        return {
+            "obs": self.obs[idx],
+            "actions": self.actions[idx],
+            "rewards": self.rewards[idx],
+            "next_obs": self.next_obs[idx],
+            "terminated": self.terminated[idx],
+        }

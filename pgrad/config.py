@@ -230,3 +230,68 @@ class TrustRegionConfig(OnPolicyConfig):
         positive("cg_tolerance", self.cg_tolerance)
         positive_int("n_critic_updates", self.n_critic_updates)
         fits_rollout("batch_size", self.batch_size, self.n_steps, self.n_envs)
+
+
+@dataclass(frozen=True)
+class OffPolicyConfig(RunConfig):
+    """Act → store → sample → update, from a replay buffer (field names as SB3's)."""
+
+    gamma: float = 0.99
+    """Discount factor γ."""
+    learning_rate: float = 3e-4
+    """Learning rate of every network (Adam)."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions)."""
+    learning_starts: int = 100
+    """Uniformly random actions for this many env steps before learning starts."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    tau: float = 0.005
+    """Polyak factor of the target networks: θ' ← τθ + (1 − τ)θ'."""
+    train_freq: int = 1
+    """Vector-env steps between training rounds."""
+    gradient_steps: int = 1
+    """Gradient steps per training round."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the actor and critics."""
+    log_interval: int = 200
+    """Write a progress row every this many training rounds."""
+
+    def validate(self) -> None:
+        super().validate()
+        in_range("gamma", self.gamma, 0.0, 1.0)
+        positive("learning_rate", self.learning_rate)
+        positive_int("buffer_size", self.buffer_size)
+        non_negative_int("learning_starts", self.learning_starts)
+        positive_int("batch_size", self.batch_size)
+        in_range("tau", self.tau, 0.0, 1.0, low_open=True)
+        positive_int("train_freq", self.train_freq)
+        positive_int("gradient_steps", self.gradient_steps)
+        require(
+            "hidden_sizes",
+            self.hidden_sizes,
+            isinstance(self.hidden_sizes, tuple) and all(_is_int(h) and h >= 1 for h in self.hidden_sizes),
+            "must be a tuple of integers >= 1",
+        )
+
+
+@dataclass(frozen=True)
+class DeterministicConfig(OffPolicyConfig):
+    """A deterministic actor μ(s) explored with additive noise (DDPG, TD3)."""
+
+    learning_rate: float = 1e-3
+    """Learning rate of the actor and the critics (Adam)."""
+    hidden_sizes: tuple[int, ...] = (400, 300)
+    """Hidden layer sizes of the actor and the critics."""
+    noise: Literal["normal", "ou"] = "normal"
+    """Exploration noise: Gaussian, or Ornstein–Uhlenbeck (the DDPG paper's)."""
+    noise_std: float = 0.1
+    """σ of the exploration noise, in units of half the action range."""
+    ou_theta: float = 0.15
+    """θ, the mean reversion rate of the OU noise."""
+
+    def validate(self) -> None:
+        super().validate()
+        one_of("noise", self.noise, ("normal", "ou"))
+        positive("noise_std", self.noise_std)
+        in_range("ou_theta", self.ou_theta, 0.0, 1.0, low_open=True)

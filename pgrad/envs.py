@@ -122,6 +122,16 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: 
         raise ValueError(f"{env_id}: Box action space {action_space} has infinite bounds.")
 
 
+def require_box(algo: str, action_space: gym.Space) -> int:
+    """The action dimension of a Box space; a clear error naming the alternatives otherwise."""
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"{algo} needs a continuous (Box) action space, got {action_space}; "
+            "for discrete actions use sac-discrete (or ppo, a2c, trpo)"
+        )
+    return int(np.prod(action_space.shape))
+
+
 def action_dim(action_space: gym.Space) -> int:
     return int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(np.prod(action_space.shape))
 

@@ -34,6 +34,12 @@ def td_errors(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: 
     return rewards + gamma * (1.0 - _float(terminated, rewards)) * next_values - values
 
 
+def td_target(rewards: Tensor, terminated: Tensor, next_values: Tensor, gamma: float) -> Tensor:
+    """The bootstrapped one-step target ``y = r + γ (1 − term) V(s')`` (``[B]``), as the off-policy
+    critics use it with V(s') = Q'(s', μ'(s')), min Q' − α log π, or V̄(s')."""
+    return rewards + gamma * (1.0 - _float(terminated, rewards)) * next_values
+
+
 def gae(
     rewards: Tensor,
     values: Tensor,

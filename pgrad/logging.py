@@ -35,11 +35,11 @@ class RunLogger:
         self._progress: Progress | None = None
         if progress_bar:
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=24),
                 MofNCompleteColumn(),
-                TextColumn("steps · {task.fields[sps]:>6} SPS · return {task.fields[ret]}"),
+                TextColumn("steps · {task.fields[sps]} SPS · return {task.fields[ret]}"),
                 TimeElapsedColumn(),
+                TextColumn("eta"),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=False,

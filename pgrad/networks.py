@@ -7,12 +7,13 @@ weights, so that ``pgrad.load`` rebuilds it without unpickling anything.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-from pgrad.distributions import Categorical, DiagGaussian
+from pgrad.distributions import Categorical, DiagGaussian, TanhGaussian
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -195,3 +196,132 @@ def fit_value(
             optimizer.step()
             losses.append(loss.detach())
     return torch.stack(losses).mean()
+
+
+# ---- off-policy networks (DDPG, TD3, SAC). Default PyTorch init and ReLU, as SB3/the papers. ----
+
+
+def plain_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
+    """An MLP with PyTorch's default initialisation."""
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden_sizes]
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+    layers.append(nn.Linear(sizes[-1], out_dim))
+    return nn.Sequential(*layers)
+
+
+class QNetwork(nn.Module):
+    """Q(s, a) ``[B]`` with the action concatenated at the input (TD3-style, CHECKLIST item 33);
+    or, for a Discrete space, Q(s, ·) ``[B, A]`` over all actions (SAC-discrete)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], discrete: bool = False):
+        super().__init__()
+        self.discrete = discrete
+        self.net = plain_mlp(obs_dim if discrete else obs_dim + action_dim, hidden_sizes, action_dim if discrete else 1)
+
+    def forward(self, obs: Tensor, actions: Tensor | None = None) -> Tensor:
+        if self.discrete:
+            return self.net(obs)
+        return self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1)  # [B], never [B, 1] (item 7)
+
+
+class VNetwork(nn.Module):
+    """V(s) ``[B]`` (SAC v1's soft value network)."""
+
+    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.net = plain_mlp(obs_dim, hidden_sizes, 1)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+class DeterministicActor(nn.Module):
+    """μ(s) = tanh(MLP(s)) in [−1, 1]^D (rescaled to the Box bounds by the env's action map)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.spec = dict(obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes))
+        self.net = plain_mlp(obs_dim, hidden_sizes, action_dim)
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> DeterministicActor:
+        return cls(**spec)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.net(obs))
+
+    @torch.no_grad()
+    def predict(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        return self(obs)
+
+
+class SquashedGaussianActor(nn.Module):
+    """π(·|s) = tanh(N(μ(s), σ(s)²)): state-dependent log-std clamped to [−20, 2] (item 36)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.spec = dict(obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes))
+        self.net = plain_mlp(obs_dim, hidden_sizes, 2 * action_dim)
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> SquashedGaussianActor:
+        return cls(**spec)
+
+    def forward(self, obs: Tensor) -> TanhGaussian:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return TanhGaussian(mean, log_std.clamp(-20.0, 2.0))
+
+    @torch.no_grad()
+    def predict(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        dist = self(obs)
+        return dist.mode() if deterministic else dist.sample()  # tanh(μ) when deterministic (item 40)
+
+
+class CategoricalActor(nn.Module):
+    """π(·|s) = softmax(MLP(s)) over a Discrete space (SAC-discrete)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.spec = dict(obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes))
+        self.net = plain_mlp(obs_dim, hidden_sizes, action_dim)
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> CategoricalActor:
+        return cls(**spec)
+
+    def forward(self, obs: Tensor) -> Categorical:
+        return Categorical(self.net(obs))
+
+    @torch.no_grad()
+    def predict(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        dist = self(obs)
+        return dist.mode() if deterministic else dist.sample()
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """No gradient reaches these modules inside the block (the critics during the actor's loss)."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging θ' ← τθ + (1 − τ)θ' over all parameters, in one fused op."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+@torch.no_grad()
+def hard_update(target: nn.Module, source: nn.Module) -> None:
+    """θ' ← θ."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.copy_(s)

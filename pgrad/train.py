@@ -20,7 +20,7 @@ from rich.table import Table
 
 from pgrad.agent import Agent
 from pgrad.algos import get_algo
-from pgrad.algos.base import run_episodes, run_on_policy
+from pgrad.algos.base import run_episodes, run_off_policy, run_on_policy
 from pgrad.config import RunConfig, to_jsonable
 from pgrad.envs import check_env_id, make_vec_env
 from pgrad.evaluation import EvalResult, evaluate
@@ -154,6 +154,8 @@ def run(algo: str, cfg: RunConfig, sources: dict[str, str] | None = None, preset
         try:
             if entry.loop == "episodes":
                 steps = run_episodes(algorithm, env, cfg.episodes_per_update, cfg.total_steps, device, on_update)
+            elif entry.loop == "off_policy":
+                steps = run_off_policy(algorithm, env, cfg, device, on_update)
             else:
                 steps = run_on_policy(algorithm, env, cfg.n_steps, cfg.total_steps, device, on_update)
         except KeyboardInterrupt:

@@ -39,8 +39,19 @@ def test_dual_beta_is_projected_gradient_ascent():
 def test_kl_penalty_update_logs_exact_kl_and_adapts_beta(tmp_path):
     import csv
 
-    pgrad.train("ppo", env="CartPole-v1", total_steps=2048, seed=0, run_dir=str(tmp_path / "r"), loss="kl_penalty",
-                eval_episodes=0, tensorboard=False, preset="none", n_steps=256, n_envs=2)
+    pgrad.train(
+        "ppo",
+        env="CartPole-v1",
+        total_steps=2048,
+        seed=0,
+        run_dir=str(tmp_path / "r"),
+        loss="kl_penalty",
+        eval_episodes=0,
+        tensorboard=False,
+        preset="none",
+        n_steps=256,
+        n_envs=2,
+    )
     rows = list(csv.DictReader(open(tmp_path / "r" / "progress.csv")))
     betas = [float(r["charts/kl_coef"]) for r in rows]
     assert betas[0] == 1.0 and all(float(r["losses/kl"]) >= 0 for r in rows)
@@ -71,6 +82,7 @@ def test_actor_critic_uses_one_step_td_error():
     ],
 )
 def test_learns_cartpole_short_budget(algo, overrides, steps, threshold, tmp_path):
-    agent = pgrad.train(algo, env="CartPole-v1", total_steps=steps, seed=0, run_dir=str(tmp_path / "r"),
-                        tensorboard=False, **overrides)
+    agent = pgrad.train(
+        algo, env="CartPole-v1", total_steps=steps, seed=0, run_dir=str(tmp_path / "r"), tensorboard=False, **overrides
+    )
     assert agent.evaluation.mean >= threshold, agent.evaluation.returns

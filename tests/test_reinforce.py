@@ -82,7 +82,9 @@ def test_gradient_equals_the_notes_formula(reward_to_go, baseline, discount_weig
     loss = reinforce_loss(log_probs, weights[valid], n_episodes=len(episodes))
     params = policy.policy_parameters()
     got = -torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
-    expected = hand_gradient(policy, obs, actions, rewards, values, episodes, reward_to_go, baseline, discount_weighting)
+    expected = hand_gradient(
+        policy, obs, actions, rewards, values, episodes, reward_to_go, baseline, discount_weighting
+    )
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
 
 

@@ -234,8 +234,15 @@ def test_npg_and_trpo_update_logs_and_respect_their_kl(algo, tmp_path):
     import pgrad
 
     torch.set_default_dtype(torch.float32)
-    pgrad.train(algo, env="CartPole-v1", total_steps=4096, seed=0, run_dir=str(tmp_path / algo), eval_episodes=0,
-                tensorboard=False)
+    pgrad.train(
+        algo,
+        env="CartPole-v1",
+        total_steps=4096,
+        seed=0,
+        run_dir=str(tmp_path / algo),
+        eval_episodes=0,
+        tensorboard=False,
+    )
     rows = list(csv.DictReader(open(tmp_path / algo / "progress.csv")))
     assert len(rows) == 4  # 2 envs × 512 steps per update
     for row in rows:
@@ -253,6 +260,7 @@ def test_trpo_learns_cartpole_short_budget(tmp_path):
     import pgrad
 
     torch.set_default_dtype(torch.float32)
-    agent = pgrad.train("trpo", env="CartPole-v1", total_steps=40_000, seed=0, run_dir=str(tmp_path / "r"),
-                        tensorboard=False)
+    agent = pgrad.train(
+        "trpo", env="CartPole-v1", total_steps=40_000, seed=0, run_dir=str(tmp_path / "r"), tensorboard=False
+    )
     assert agent.evaluation.mean >= 400, agent.evaluation.returns

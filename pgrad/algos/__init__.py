@@ -6,9 +6,12 @@ import difflib
 from dataclasses import dataclass
 
 from pgrad.algos.actor_critic import A2C, A2CConfig, ActorCriticConfig
+from pgrad.algos.ddpg import DDPG, DDPGConfig
 from pgrad.algos.npg import NPG, NPGConfig
 from pgrad.algos.ppo import PPO, PPOConfig
 from pgrad.algos.reinforce import Reinforce, ReinforceConfig
+from pgrad.algos.sac import SAC, SACConfig, SACDiscrete, SACDiscreteConfig
+from pgrad.algos.td3 import TD3, TD3Config
 from pgrad.algos.trpo import TRPO, TRPOConfig
 from pgrad.config import RunConfig
 
@@ -18,7 +21,7 @@ class AlgoEntry:
     name: str
     config_class: type[RunConfig]
     algo_class: type
-    loop: str  # "on_policy" (T × N rollouts) | "episodes" (whole episodes)
+    loop: str  # "on_policy" (T × N rollouts) | "episodes" (whole episodes) | "off_policy" (replay)
     summary: str
 
 
@@ -64,6 +67,26 @@ ALGORITHMS: dict[str, AlgoEntry] = {
         TRPO,
         "on_policy",
         "trust region: natural step + backtracking until exact KL ≤ δ and L improves",
+    ),
+    "ddpg": AlgoEntry(
+        "ddpg", DDPGConfig, DDPG, "off_policy", "DDPG: Q(s,a) → r + γQ'(s', μ'(s')); μ ascends Q(s, μ(s)); noise"
+    ),
+    "td3": AlgoEntry(
+        "td3", TD3Config, TD3, "off_policy", "TD3: DDPG + clipped double Q, target smoothing, delayed actor"
+    ),
+    "sac": AlgoEntry(
+        "sac",
+        SACConfig,
+        SAC,
+        "off_policy",
+        "SAC: soft Q with min of twins, tanh-Gaussian π by reparameterisation; v1 (V net, fixed α) or v2 (auto α)",
+    ),
+    "sac-discrete": AlgoEntry(
+        "sac-discrete",
+        SACDiscreteConfig,
+        SACDiscrete,
+        "off_policy",
+        "SAC for Discrete actions: expectations over actions in closed form, auto α",
     ),
 }
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgrad.buffers import EpisodeBuffer, RolloutBuffer
+from pgrad.buffers import EpisodeBuffer, ReplayBuffer, RolloutBuffer
 from pgrad.envs import VecEnv
 
 
@@ -163,4 +163,61 @@ def run_episodes(
         metrics = algo.update(batch, progress_remaining=max(0.0, 1.0 - global_step / total_steps))
         check_finite(metrics, global_step)
         on_update(global_step, stats.add(env) | metrics)
+    return global_step
+
+
+class OffPolicyAlgorithm(Protocol):
+    policy: torch.nn.Module
+
+    def explore(self, obs: Tensor) -> np.ndarray: ...
+    def episodes_ended(self, envs: np.ndarray) -> None: ...
+    def update(self, batch: dict[str, Tensor]) -> dict[str, float]: ...
+
+
+def run_off_policy(
+    algo: OffPolicyAlgorithm,
+    env: VecEnv,
+    cfg,
+    device: torch.device,
+    on_update: Callable[[int, dict[str, float]], None],
+) -> int:
+    """The off-policy loop: act → store → sample → update.
+
+    Actions are in the policy's space ([−1, 1]^D for Box, rescaled by the env; ints for Discrete):
+    uniformly random for the first ``learning_starts`` steps, then ``algo.explore``. Every
+    ``train_freq`` vector steps, ``gradient_steps`` updates on uniform replay samples of
+    ``batch_size``. ``on_update`` follows each training round.
+    """
+    N = env.n_envs
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    action_shape = () if discrete else env.action_space.shape
+    buffer = ReplayBuffer(cfg.buffer_size, env.obs_shape, action_shape, discrete, device)
+    stats = EpisodeStats()
+    sample_generator = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    obs = env.reset()
+    global_step = vector_step = 0
+    while global_step < cfg.total_steps:
+        if global_step < cfg.learning_starts:
+            if discrete:
+                actions = rng.integers(0, env.action_space.n, N)
+            else:
+                actions = rng.uniform(-1.0, 1.0, (N, *action_shape)).astype(np.float32)
+        else:
+            with torch.inference_mode():
+                actions = algo.explore(torch.as_tensor(obs, device=device))
+        next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions)
+        # Store the real successor and termination only: truncation still bootstraps.
+        buffer.add(obs, actions, rewards, real_next_obs, terminated)
+        dones = terminated | truncated
+        if dones.any():
+            algo.episodes_ended(np.flatnonzero(dones))
+        obs = next_obs
+        global_step += N
+        vector_step += 1
+        if global_step >= cfg.learning_starts and vector_step % cfg.train_freq == 0:
+            for _ in range(cfg.gradient_steps):
+                metrics = algo.update(buffer.sample(cfg.batch_size, sample_generator))
+            check_finite(metrics, global_step)
+            on_update(global_step, stats.add(env) | metrics)
     return global_step

@@ -1,0 +1,336 @@
+"""pgrad against Stable-Baselines3, side by side on this machine, in one script.
+
+    make bench        quick set: the CartPole cases, seed 0
+    make bench-full   every case, seeds 0, 1, 2
+
+For each case both libraries train with the same hyperparameters (RL-Zoo's, written out below in
+pgrad's field names, which are SB3's), the same env, budget and torch thread count, alternating
+(pgrad, SB3, pgrad, SB3, …) over seeds, each run in a fresh subprocess. Recorded per run: training
+wall time (no evaluation inside it), env steps per second, and the final deterministic 10-episode
+evaluation on the same episode seeds for both. The *floor* is the same vector env stepped with
+random actions plus one batched forward pass of the same-size actor and critic per step: what no
+trainer can beat here. Writes benchmarks/results/<case>.json and regenerates benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+EVAL_SEED_OFFSET = 1_000_000  # pgrad.evaluation's: both libraries face the same episodes
+
+# RL-Zoo hyperparameters (rl-baselines3-zoo hyperparams/<algo>.yml), in pgrad/SB3 field names.
+CASES: dict[str, dict] = {
+    "ppo-cartpole": {
+        "algo": "ppo",
+        "sb3": "PPO",
+        "env": "CartPole-v1",
+        "steps": 100_000,
+        "quick": True,
+        "hp": {
+            "n_envs": 8,
+            "n_steps": 32,
+            "batch_size": 256,
+            "gae_lambda": 0.8,
+            "gamma": 0.98,
+            "n_epochs": 20,
+            "ent_coef": 0.0,
+            "learning_rate": 1e-3,
+            "lr_schedule": "linear",
+            "clip_range": 0.2,
+            "clip_range_schedule": "linear",
+        },
+    },
+    "a2c-cartpole": {
+        "algo": "a2c",
+        "sb3": "A2C",
+        "env": "CartPole-v1",
+        "steps": 100_000,
+        "quick": True,
+        "hp": {
+            "n_envs": 8,
+            "ent_coef": 0.0,
+            "n_steps": 5,
+            "learning_rate": 7e-4,
+            "gamma": 0.99,
+            "vf_coef": 0.5,
+            "max_grad_norm": 0.5,
+        },
+    },
+    "trpo-cartpole": {
+        "algo": "trpo",
+        "sb3": "TRPO",
+        "env": "CartPole-v1",
+        "steps": 100_000,
+        "quick": True,
+        "hp": {
+            "n_envs": 2,
+            "n_steps": 512,
+            "batch_size": 512,
+            "cg_damping": 1e-3,
+            "gae_lambda": 0.98,
+            "gamma": 0.99,
+            "learning_rate": 1e-3,
+            "n_critic_updates": 20,
+        },
+    },
+    # The Zoo's Pendulum PPO uses gSDE, which pgrad does not have yet: both run pgrad's preset instead.
+    "ppo-pendulum": {
+        "algo": "ppo",
+        "sb3": "PPO",
+        "env": "Pendulum-v1",
+        "steps": 150_000,
+        "quick": False,
+        "hp": {
+            "n_envs": 4,
+            "n_steps": 512,
+            "gae_lambda": 0.95,
+            "gamma": 0.9,
+            "n_epochs": 10,
+            "ent_coef": 0.0,
+            "learning_rate": 1e-3,
+            "clip_range": 0.2,
+            "batch_size": 64,
+            "log_std_init": -1.0,
+        },
+    },
+}
+
+
+def sb3_kwargs(hp: dict, total_steps: int) -> dict:
+    """pgrad field names → SB3 constructor arguments (schedules as SB3 callables)."""
+    kwargs = {k: v for k, v in hp.items() if k not in ("n_envs", "lr_schedule", "clip_range_schedule", "log_std_init")}
+    if hp.get("lr_schedule") == "linear":
+        lr = hp["learning_rate"]
+        kwargs["learning_rate"] = lambda remaining: remaining * lr
+    if hp.get("clip_range_schedule") == "linear":
+        clip = hp["clip_range"]
+        kwargs["clip_range"] = lambda remaining: remaining * clip
+    if "log_std_init" in hp:
+        kwargs["policy_kwargs"] = {"log_std_init": hp["log_std_init"]}
+    return kwargs
+
+
+def evaluate_sb3(model, env_id: str, seed: int, episodes: int = 10) -> float:
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
+        done, total = False, 0.0
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return statistics.fmean(returns)
+
+
+def worker(job: dict) -> dict:
+    """One training run in this (fresh) process; prints its result as JSON."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    case, seed = CASES[job["case"]], job["seed"]
+    if job["lib"] == "pgrad":
+        import csv
+
+        import pgrad
+
+        run_dir = Path("runs/bench") / f"{job['case']}-{seed}"
+        agent = pgrad.train(
+            case["algo"],
+            env=case["env"],
+            total_steps=case["steps"],
+            seed=seed,
+            preset="none",
+            run_dir=str(run_dir),
+            overwrite=True,
+            progress_bar=False,
+            torch_threads=job["threads"],
+            device="cpu",
+            **case["hp"],
+        )
+        last = list(csv.DictReader(open(run_dir / "timing.csv")))[-1]
+        wall, steps = float(last["time_elapsed"]), int(last["global_step"])
+        eval_mean = agent.evaluation.mean
+    elif job["lib"] == "sb3":
+        import sb3_contrib
+        import stable_baselines3
+        from stable_baselines3.common.env_util import make_vec_env
+
+        cls = getattr(stable_baselines3, case["sb3"], None) or getattr(sb3_contrib, case["sb3"])
+        env = make_vec_env(case["env"], n_envs=case["hp"]["n_envs"], seed=seed)
+        model = cls("MlpPolicy", env, seed=seed, device="cpu", **sb3_kwargs(case["hp"], case["steps"]))
+        start = time.perf_counter()
+        model.learn(case["steps"])
+        wall, steps = time.perf_counter() - start, model.num_timesteps
+        eval_mean = evaluate_sb3(model, case["env"], seed)
+    else:
+        wall, steps, eval_mean = floor(case, job["threads"])
+    return {
+        "lib": job["lib"],
+        "seed": seed,
+        "wall_s": wall,
+        "steps": steps,
+        "sps": steps / wall,
+        "eval_mean": eval_mean,
+    }
+
+
+def floor(case: dict, threads: int, steps: int = 40_000) -> tuple[float, int, float]:
+    """Random actions through the same vector env + one batched actor and critic forward per step."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from gymnasium.vector import AutoresetMode
+
+    from pgrad.networks import ActorCritic
+
+    n = case["hp"]["n_envs"]
+    envs = gym.make_vec(
+        case["env"], num_envs=n, vectorization_mode="sync", vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}
+    )
+    space = envs.single_action_space
+    discrete = hasattr(space, "n")
+    net = ActorCritic(envs.single_observation_space.shape[0], space.n if discrete else space.shape[0], discrete)
+    envs.action_space.seed(0)
+    obs, _ = envs.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(steps // n):
+        with torch.inference_mode():
+            net(torch.as_tensor(obs))
+        obs, *_ = envs.step(envs.action_space.sample())
+    wall = time.perf_counter() - start
+    return wall, (steps // n) * n, float(np.nan)
+
+
+def run_job(job: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{job} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    import os
+
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def summarise(name: str, runs: list[dict], floor_sps: float) -> dict:
+    by = {lib: [r for r in runs if r["lib"] == lib] for lib in ("pgrad", "sb3")}
+    sps = {lib: statistics.fmean(r["sps"] for r in rs) for lib, rs in by.items()}
+    evals = {lib: [r["eval_mean"] for r in rs] for lib, rs in by.items()}
+    return {
+        "pgrad_sps": sps["pgrad"],
+        "sb3_sps": sps["sb3"],
+        "ratio": sps["pgrad"] / sps["sb3"],
+        "floor_sps": floor_sps,
+        "pgrad_fraction_of_floor": sps["pgrad"] / floor_sps,
+        "sb3_fraction_of_floor": sps["sb3"] / floor_sps,
+        "pgrad_eval": evals["pgrad"],
+        "sb3_eval": evals["sb3"],
+    }
+
+
+def write_markdown() -> None:
+    rows = []
+    header = None
+    for path in sorted(RESULTS.glob("*.json")):
+        if path.name == "learning.json":
+            continue
+        data = json.loads(path.read_text())
+        s = data["summary"]
+        header = data["machine"]
+
+        def fmt(values: list[float]) -> str:
+            if len(values) == 1:
+                return f"{values[0]:.1f}"
+            return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+        rows.append(
+            f"| {data['case']} | {data['steps']:,} | {len(s['pgrad_eval'])} | {s['pgrad_sps']:,.0f} | {s['sb3_sps']:,.0f} "
+            f"| **{s['ratio']:.2f}×** | {s['floor_sps']:,.0f} | {s['pgrad_fraction_of_floor']:.0%} "
+            f"| {s['sb3_fraction_of_floor']:.0%} | {fmt(s['pgrad_eval'])} | {fmt(s['sb3_eval'])} |"
+        )
+    text = [
+        "# pgrad vs Stable-Baselines3 (`make bench`, `make bench-full`)",
+        "",
+        f"Machine: {header}. One torch thread for both; same hyperparameters (in `benchmarks/bench.py`),",
+        "env, budget and episode seeds; runs alternate pgrad / SB3, each in a fresh process. SPS = env steps",
+        "per second of training (evaluation excluded). Floor = the same vector env with random actions plus",
+        "one batched actor+critic forward per step. Eval = deterministic 10-episode mean at the end.",
+        "",
+        "| case | steps | seeds | pgrad SPS | SB3 SPS | ratio | floor SPS | pgrad / floor | SB3 / floor "
+        "| pgrad eval | SB3 eval |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+    ]
+    (HERE / "RESULTS.md").write_text("\n".join(text) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="CartPole cases, seed 0")
+    parser.add_argument("--cases", default=None, help="comma-separated case names")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    names = args.cases.split(",") if args.cases else [n for n, c in CASES.items() if c["quick"] or not args.quick]
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        case = CASES[name]
+        floor_run = run_job({"case": name, "lib": "floor", "seed": 0, "threads": args.threads})
+        runs = []
+        for seed in seeds:
+            for lib in ("pgrad", "sb3"):  # alternate: A B A B
+                run = run_job({"case": name, "lib": lib, "seed": seed, "threads": args.threads})
+                print(f"{name} {lib} seed {seed}: {run['sps']:,.0f} SPS, eval {run['eval_mean']:.1f}", flush=True)
+                runs.append(run)
+        summary = summarise(name, runs, floor_run["sps"])
+        print(
+            f"{name}: pgrad/SB3 = {summary['ratio']:.2f}×, pgrad at {summary['pgrad_fraction_of_floor']:.0%} of floor"
+        )
+        (RESULTS / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "case": name,
+                    "env": case["env"],
+                    "algo": case["algo"],
+                    "steps": case["steps"],
+                    "hyperparameters": case["hp"],
+                    "threads": args.threads,
+                    "machine": machine(),
+                    "floor": floor_run,
+                    "runs": runs,
+                    "summary": summary,
+                },
+                indent=2,
+            )
+        )
+    write_markdown()
+
+
+if __name__ == "__main__":
+    main()

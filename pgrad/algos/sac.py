@@ -1,0 +1,250 @@
+"""Soft Actor-Critic (notes: "Soft Actor-Critic (SAC)"): maximum-entropy RL, off-policy.
+
+v1, the notes' form (Haarnoja et al. 2018a), fixed temperature α:
+    V_ψ:  min E[(V_ψ(s) − (min_i Q_i(s, ã) − α log π(ã|s)))²],   ã ~ π(·|s) fresh
+    Q_i:  min E[(Q_i(s, a) − y)²],   y = r + γ (1 − d) V̄_ψ(s'),   V̄ the Polyak target of V
+    π:    min E[α log π(f(ε; s)|s) − min_i Q_i(s, f(ε; s))]   (reparameterised, tanh-corrected)
+v2 (Haarnoja et al. 2018b), the default: no V network,
+    y = r + γ (1 − d) (min_i Q'_i(s', a') − α log π(a'|s')),   a' ~ π(·|s') fresh,  Q' Polyak targets
+    α learned: min E[−log α · (log π(ã|s) + H̄)],  H̄ = −dim(A)
+discrete (Christodoulou 2019): expectations over the finite actions in closed form,
+    V(s') = Σ_a π(a|s') (min_i Q'_i(s', a) − α log π(a|s')),   π: min Σ_a π(a|s) (α log π(a|s) − min_i Q_i(s, a))
+
+Continuous actions live in [−1, 1]^D (tanh) and are rescaled to the Box by the env's action map;
+log-probabilities and H̄ are those of the [−1, 1] policy, as SB3's.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pgrad.config import OffPolicyConfig, in_range, one_of, positive, require
+from pgrad.envs import require_box
+from pgrad.estimators import td_target
+from pgrad.networks import CategoricalActor, QNetwork, SquashedGaussianActor, VNetwork, frozen, soft_update
+
+
+@dataclass(frozen=True)
+class SACConfig(OffPolicyConfig):
+    """SAC for continuous actions: the notes' v1 or the auto-temperature v2."""
+
+    variant: Literal["v1", "v2"] = "v2"
+    """v1: soft V network + target V̄, fixed α (the notes' form). v2: target Q networks, learned α."""
+    ent_coef: float | None = None
+    """α. None: learned toward target_entropy (v2) or fixed at 0.2 (v1). A number: fixed α."""
+    ent_coef_init: float = 1.0
+    """Initial α when it is learned."""
+    target_entropy: float | None = None
+    """H̄ for the learned α; None: −dim(A)."""
+
+    def validate(self) -> None:
+        super().validate()
+        one_of("variant", self.variant, ("v1", "v2"))
+        if self.ent_coef is not None:
+            positive("ent_coef", self.ent_coef)
+        positive("ent_coef_init", self.ent_coef_init)
+        if self.target_entropy is not None:
+            require("target_entropy", self.target_entropy, math.isfinite(self.target_entropy), "must be finite")
+
+
+@dataclass(frozen=True)
+class SACDiscreteConfig(OffPolicyConfig):
+    """SAC for Discrete actions with a learned temperature."""
+
+    learning_starts: int = 1000
+    """Uniformly random actions for this many env steps before learning starts."""
+    ent_coef: float | None = None
+    """α. None: learned toward target_entropy_scale · log|A|. A number: fixed α."""
+    ent_coef_init: float = 1.0
+    """Initial α when it is learned."""
+    target_entropy_scale: float = 0.89
+    """H̄ = scale · log|A| (CleanRL's 0.89; the SAC-discrete paper's 0.98)."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.ent_coef is not None:
+            positive("ent_coef", self.ent_coef)
+        positive("ent_coef_init", self.ent_coef_init)
+        in_range("target_entropy_scale", self.target_entropy_scale, 0.0, 1.0, low_open=True)
+
+
+class Temperature:
+    """α, fixed or learned by gradient on log α: min −log α · E[log π + H̄]."""
+
+    def __init__(self, fixed: float | None, init: float, target_entropy: float, lr: float, device: torch.device):
+        self.fixed, self.target_entropy = fixed, target_entropy
+        self.log_alpha = torch.tensor(math.log(init), device=device, requires_grad=True)
+        self.optimizer = torch.optim.Adam([self.log_alpha], lr=lr) if fixed is None else None
+
+    @property
+    def alpha(self) -> Tensor:
+        return torch.tensor(self.fixed) if self.fixed is not None else self.log_alpha.detach().exp()
+
+    def update(self, expected_log_prob: Tensor) -> None:
+        """``expected_log_prob`` = log π(ã|s) per sample (or Σ_a π log π for discrete), detached."""
+        if self.optimizer is None:
+            return
+        # temperature: min −log α · (log π + H̄)
+        loss = -(self.log_alpha * (expected_log_prob + self.target_entropy)).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+class SAC:
+    action_mode = "rescale"
+
+    def __init__(self, cfg: SACConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
+        self.cfg, self.device = cfg, device
+        obs_dim, action_dim = int(observation_space.shape[0]), require_box(f"sac (variant {cfg.variant})", action_space)
+        self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes).to(device)
+        self.q1 = QNetwork(obs_dim, action_dim, cfg.hidden_sizes).to(device)
+        self.q2 = QNetwork(obs_dim, action_dim, cfg.hidden_sizes).to(device)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
+        self.critic_optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=cfg.learning_rate)
+        if cfg.variant == "v1":
+            self.v = VNetwork(obs_dim, cfg.hidden_sizes).to(device)
+            self.v_target = copy.deepcopy(self.v)
+            self.v_optimizer = torch.optim.Adam(self.v.parameters(), lr=cfg.learning_rate)
+            fixed = 0.2 if cfg.ent_coef is None else cfg.ent_coef
+        else:
+            self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+            fixed = cfg.ent_coef
+        target = -float(action_dim) if cfg.target_entropy is None else cfg.target_entropy
+        self.temperature = Temperature(fixed, cfg.ent_coef_init, target, cfg.learning_rate, device)
+        self.generator = torch.Generator(device).manual_seed(cfg.seed + 3)
+        self.policy = self.actor
+
+    def explore(self, obs: Tensor) -> np.ndarray:
+        return self.actor(obs).sample(self.generator).cpu().numpy()
+
+    def episodes_ended(self, envs: np.ndarray) -> None:
+        """Nothing to reset: SAC explores by sampling its stochastic policy."""
+
+    def _actor_step(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """π: min E[α log π(ã|s) − min_i Q_i(s, ã)], ã = f(ε; s); returns (loss, log π(ã|s), min Q)."""
+        actions, log_prob = self.actor(obs).rsample_with_log_prob(self.generator)
+        with frozen(self.q1, self.q2):
+            q = torch.min(self.q1(obs, actions), self.q2(obs, actions))
+            actor_loss = (alpha * log_prob - q).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        return actor_loss.detach(), log_prob.detach(), q.detach()
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
+        alpha = self.temperature.alpha
+        with torch.no_grad():
+            if cfg.variant == "v1":
+                # Q target: y = r + γ (1 − d) V̄_ψ(s')
+                next_v = self.v_target(next_obs)
+            else:
+                # soft target: y = r + γ (1 − d) (min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s')
+                next_actions, next_log_prob = self.actor(next_obs).rsample_with_log_prob(self.generator)
+                next_q = torch.min(self.q1_target(next_obs, next_actions), self.q2_target(next_obs, next_actions))
+                next_v = next_q - alpha * next_log_prob
+            target_q = td_target(batch["rewards"], batch["terminated"], next_v, cfg.gamma)
+        q1, q2 = self.q1(obs, actions), self.q2(obs, actions)
+        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        actor_loss, log_prob, q_new = self._actor_step(obs, alpha)
+        metrics = [critic_loss.detach(), actor_loss, q1.detach().mean(), -log_prob.mean()]
+        if cfg.variant == "v1":
+            # V_ψ: min E[(V_ψ(s) − (min_i Q_i(s, ã) − α log π(ã|s)))²], ã fresh from π
+            value_loss = F.mse_loss(self.v(obs), q_new - alpha * log_prob)
+            self.v_optimizer.zero_grad(set_to_none=True)
+            value_loss.backward()
+            self.v_optimizer.step()
+            soft_update(self.v_target, self.v, cfg.tau)
+            metrics.append(value_loss.detach())
+        else:
+            self.temperature.update(log_prob)
+            soft_update(self.q1_target, self.q1, cfg.tau)
+            soft_update(self.q2_target, self.q2, cfg.tau)
+            metrics.append(alpha)
+        names = (
+            "losses/critic_loss",
+            "losses/actor_loss",
+            "losses/q_mean",
+            "losses/entropy",
+            "losses/value_loss" if cfg.variant == "v1" else "losses/alpha",
+        )
+        return dict(zip(names, torch.stack(metrics).tolist(), strict=True))
+
+
+class SACDiscrete:
+    action_mode = "clip"  # unused: Discrete actions pass through
+
+    def __init__(
+        self, cfg: SACDiscreteConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device
+    ):
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"sac-discrete needs a Discrete action space, got {action_space}; use sac for Box actions")
+        self.cfg, self.device = cfg, device
+        obs_dim, n_actions = int(observation_space.shape[0]), int(action_space.n)
+        self.actor = CategoricalActor(obs_dim, n_actions, cfg.hidden_sizes).to(device)
+        self.q1 = QNetwork(obs_dim, n_actions, cfg.hidden_sizes, discrete=True).to(device)
+        self.q2 = QNetwork(obs_dim, n_actions, cfg.hidden_sizes, discrete=True).to(device)
+        self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
+        self.critic_optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=cfg.learning_rate)
+        target = cfg.target_entropy_scale * math.log(n_actions)  # H̄ = scale · log|A|
+        self.temperature = Temperature(cfg.ent_coef, cfg.ent_coef_init, target, cfg.learning_rate, device)
+        self.generator = torch.Generator(device).manual_seed(cfg.seed + 3)
+        self.policy = self.actor
+
+    def explore(self, obs: Tensor) -> np.ndarray:
+        return self.actor(obs).sample(self.generator).cpu().numpy()
+
+    def episodes_ended(self, envs: np.ndarray) -> None:
+        """Nothing to reset."""
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
+        alpha = self.temperature.alpha
+        with torch.no_grad():
+            next_dist = self.actor(next_obs)
+            next_q = torch.min(self.q1_target(next_obs), self.q2_target(next_obs))
+            # V(s') = Σ_a π(a|s') (min_i Q'_i(s', a) − α log π(a|s')), the expectation in closed form
+            next_v = (next_dist.probs * (next_q - alpha * next_dist.logits)).sum(-1)
+            target_q = td_target(batch["rewards"], batch["terminated"], next_v, cfg.gamma)
+        q1 = self.q1(obs).gather(1, actions[:, None]).squeeze(1)
+        q2 = self.q2(obs).gather(1, actions[:, None]).squeeze(1)
+        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        dist = self.actor(obs)
+        with torch.no_grad():
+            q = torch.min(self.q1(obs), self.q2(obs))
+        # π: min Σ_a π(a|s) (α log π(a|s) − min_i Q_i(s, a))
+        actor_loss = (dist.probs * (alpha * dist.logits - q)).sum(-1).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+
+        expected_log_prob = (dist.probs * dist.logits).sum(-1).detach()  # E_a[log π(a|s)] = −H(π(·|s))
+        self.temperature.update(expected_log_prob)
+        soft_update(self.q1_target, self.q1, cfg.tau)
+        soft_update(self.q2_target, self.q2, cfg.tau)
+        values = torch.stack(
+            [critic_loss.detach(), actor_loss.detach(), q1.detach().mean(), -expected_log_prob.mean(), alpha]
+        ).tolist()
+        names = ("losses/critic_loss", "losses/actor_loss", "losses/q_mean", "losses/entropy", "losses/alpha")
+        return dict(zip(names, values, strict=True))

@@ -1,0 +1,103 @@
+"""Twin Delayed DDPG (Fujimoto et al. 2018): DDPG with its three fixes.
+
+y = r + γ (1 − d) min_{i=1,2} Q'_i(s', ã'),   ã' = clip(μ'(s') + clip(ε, −c, c), −1, 1),  ε ~ N(0, σ̃²)
+critics: min Σ_i E[(Q_i(s, a) − y)²]
+actor (every d critic updates): max E[Q_1(s, μ(s))]; targets soft-updated then too
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pgrad.config import DeterministicConfig, non_negative, positive_int
+from pgrad.envs import require_box
+from pgrad.estimators import td_target
+from pgrad.networks import DeterministicActor, QNetwork, frozen, soft_update
+from pgrad.noise import make_noise
+
+
+@dataclass(frozen=True)
+class TD3Config(DeterministicConfig):
+    """TD3: clipped double Q, target policy smoothing, delayed actor updates."""
+
+    policy_delay: int = 2
+    """Critic updates per actor (and target) update."""
+    target_policy_noise: float = 0.2
+    """σ̃ of the smoothing noise on the target action."""
+    target_noise_clip: float = 0.5
+    """c: the smoothing noise is clipped to [−c, c]."""
+
+    def validate(self) -> None:
+        super().validate()
+        positive_int("policy_delay", self.policy_delay)
+        non_negative("target_policy_noise", self.target_policy_noise)
+        non_negative("target_noise_clip", self.target_noise_clip)
+
+
+class TD3:
+    action_mode = "rescale"
+
+    def __init__(self, cfg: TD3Config, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
+        self.cfg, self.device = cfg, device
+        obs_dim, action_dim = int(observation_space.shape[0]), require_box("td3", action_space)
+        self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes).to(device)
+        self.q1 = QNetwork(obs_dim, action_dim, cfg.hidden_sizes).to(device)
+        self.q2 = QNetwork(obs_dim, action_dim, cfg.hidden_sizes).to(device)
+        self.actor_target, self.q1_target, self.q2_target = (copy.deepcopy(m) for m in (self.actor, self.q1, self.q2))
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
+        self.critic_optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=cfg.learning_rate)
+        self.noise = make_noise(cfg.noise, cfg.n_envs, action_dim, cfg.noise_std, cfg.seed + 2, cfg.ou_theta)
+        self.generator = torch.Generator(device).manual_seed(cfg.seed + 3)
+        self.updates = 0
+        self.actor_loss = torch.tensor(0.0)  # the last delayed actor step's loss, logged between them
+        self.policy = self.actor
+
+    def explore(self, obs: Tensor) -> np.ndarray:
+        """μ(s) + noise, clipped to [−1, 1]."""
+        return np.clip(self.actor(obs).cpu().numpy() + self.noise(), -1.0, 1.0)
+
+    def episodes_ended(self, envs: np.ndarray) -> None:
+        self.noise.reset(envs)
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
+        with torch.no_grad():
+            # target policy smoothing: ã' = clip(μ'(s') + clip(ε, −c, c), −1, 1)
+            eps = torch.randn(actions.shape, generator=self.generator, device=actions.device) * cfg.target_policy_noise
+            next_actions = (
+                self.actor_target(next_obs) + eps.clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
+            ).clamp(-1, 1)
+            # clipped double Q: y = r + γ (1 − d) min_i Q'_i(s', ã')
+            next_q = torch.min(self.q1_target(next_obs, next_actions), self.q2_target(next_obs, next_actions))
+            target_q = td_target(batch["rewards"], batch["terminated"], next_q, cfg.gamma)
+        q1, q2 = self.q1(obs, actions), self.q2(obs, actions)
+        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        if self.updates % cfg.policy_delay == 0:  # updates 0, d, 2d, …
+            with frozen(self.q1):
+                # delayed actor: max E[Q_1(s, μ(s))]
+                actor_loss = -self.q1(obs, self.actor(obs)).mean()
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_optimizer.step()
+            self.actor_loss = actor_loss.detach()
+            for target, source in (
+                (self.actor_target, self.actor),
+                (self.q1_target, self.q1),
+                (self.q2_target, self.q2),
+            ):
+                soft_update(target, source, cfg.tau)
+        self.updates += 1
+        values = torch.stack([critic_loss.detach(), self.actor_loss, q1.detach().mean()]).tolist()
+        return dict(zip(("losses/critic_loss", "losses/actor_loss", "losses/q_mean"), values, strict=True))

@@ -33,6 +33,11 @@ CASES = [
     ("actor_critic", "CartPole-v1", 200_000, 150.0, (0, 1, 2), {}),
     ("a2c", "Pendulum-v1", 200_000, None, (0, 1, 2), {}),
     ("ppo", "Pendulum-v1", 150_000, None, (0, 1, 2), {"loss": "kl_penalty"}),
+    ("sac", "Pendulum-v1", 20_000, -200.0, (0, 1, 2), {}),
+    ("sac", "Pendulum-v1", 20_000, -200.0, (0, 1, 2), {"variant": "v1"}),
+    ("td3", "Pendulum-v1", 20_000, -200.0, (0, 1, 2), {}),
+    ("ddpg", "Pendulum-v1", 20_000, -250.0, (0, 1, 2), {}),
+    ("sac-discrete", "CartPole-v1", 100_000, 400.0, (0, 1, 2), {}),
 ]
 
 
@@ -93,15 +98,19 @@ def main() -> None:
     write_markdown(results)
 
 
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return f"{cpu}, {multiprocessing.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"
+
+
 def write_markdown(results: dict) -> None:
     lines = [
         "# Learning results (`make learn`)",
         "",
         "Deterministic 10-episode evaluation at the end of training, shipped presets: each run is",
-        "`pgrad train ALGO --env ENV --total-steps N --seed S` (plus `--loss` where the row names it).",
+        "`pgrad train ALGO --env ENV --total-steps N --seed S` (plus the flag a row names, e.g. `--loss`).",
         "Two runs at a time, one torch thread each, so wall times include contention.",
-        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads available, "
-        f"torch {torch.__version__}, Python {platform.python_version()}.",
+        f"Machine: {machine()}.",
         "",
         "| algorithm | env | steps | threshold | eval per seed | passes | wall s (mean) |",
         "| --- | --- | --- | --- | --- | --- | --- |",

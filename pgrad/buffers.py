@@ -40,6 +40,13 @@ class RolloutBuffer:
         self.terminated = zeros(T, N, dtype=torch.bool)
         self.truncated = zeros(T, N, dtype=torch.bool)
 
+    def checkpoint_state(self) -> dict:
+        """Nothing: the buffer is refilled before every update reads it."""
+        return {}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        pass
+
     def store(
         self,
         t: int,
@@ -106,6 +113,13 @@ class EpisodeBuffer:
 
     def clear(self) -> None:
         self.length = 0
+
+    def checkpoint_state(self) -> dict:
+        """Nothing: each update starts from an empty batch."""
+        return {}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        pass
 
     def store(self, obs: Tensor, actions: Tensor, rewards: np.ndarray, dones: np.ndarray, valid: np.ndarray) -> None:
         t = self.length
@@ -178,6 +192,24 @@ class ReplayBuffer:
                 store[idx] = torch.as_tensor(np.asarray(values), dtype=store.dtype, device=self.device)
         self.position = (self.position + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+
+    def checkpoint_state(self) -> dict:
+        """What a checkpoint keeps: the filled rows only, and the write position."""
+        n = self.size
+        return {
+            "obs": self.obs[:n],
+            "next_obs": self.next_obs[:n],
+            "actions": self.actions[:n],
+            "rewards": self.rewards[:n],
+            "terminated": self.terminated[:n],
+            "position": self.position,
+            "size": self.size,
+        }
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.position, self.size = int(state["position"]), int(state["size"])
+        for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
+            getattr(self, name)[: self.size] = state[name]
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, Tensor]:
         """A uniform sample (with replacement) of stored transitions, each ``[B, ...]``."""

@@ -87,3 +87,42 @@ def load(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
             f"{model_path} is not a readable safetensors file ({e}); it is corrupt or truncated"
         ) from None
     return tensors, meta
+
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+CHECKPOINT_FORMAT = "pgrad-checkpoint"
+
+
+def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    """One file, written atomically: the tensors, and the JSON state in the safetensors header."""
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    metadata = {"format": CHECKPOINT_FORMAT, "format_version": str(FORMAT_VERSION), "state": json.dumps(state)}
+    atomic_write(Path(directory) / CHECKPOINT_FILE, st_save(tensors, metadata=metadata))
+
+
+def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint back; :class:`CheckpointError` names what is wrong with it."""
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{str(directory)!r} has no {CHECKPOINT_FILE}: nothing to resume (train with --checkpoint-every N)"
+        )
+    data = path.read_bytes()
+    try:
+        tensors = st_load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({e}); it is corrupt or truncated") from None
+    metadata = header.get("__metadata__", {})
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a pgrad checkpoint (format {metadata.get('format')!r})")
+    if metadata.get("format_version") != str(FORMAT_VERSION):
+        raise CheckpointError(
+            f"{path} has format_version {metadata.get('format_version')!r}; this pgrad reads version {FORMAT_VERSION}"
+        )
+    try:
+        state = json.loads(metadata["state"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: its state is unreadable ({e})") from None
+    return tensors, state

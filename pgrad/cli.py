@@ -20,6 +20,7 @@ USAGE = """usage: pgrad <command> ...
 
 commands:
   train ALGO [--env ENV] [--total-steps N] [--seed S] [--preset auto|none] [FLAGS]   train an agent
+  train --resume RUN_DIR                                                          continue from its checkpoint
   eval RUN_DIR [--episodes 10] [--video out.mp4]                                  evaluate a saved agent
   plot RUN_DIR... [-o curves.png]                                                 learning curves
   list                                                                            algorithms and presets
@@ -66,8 +67,13 @@ def cmd_train(argv: list[str]) -> int:
     import tyro
 
     from pgrad.algos import get_algo
-    from pgrad.train import resolve_config, run
+    from pgrad.train import resolve_config, resume, run
 
+    if argv and argv[0] == "--resume" or (argv and argv[0].startswith("--resume=")):
+        target = argv[0].split("=", 1)[1] if "=" in argv[0] else (argv[1] if len(argv) > 1 else None)
+        if not target or len(argv) > (1 if "=" in argv[0] else 2):
+            raise UsageError("usage: pgrad train --resume RUN_DIR (the run's config is read from RUN_DIR)")
+        return _training(lambda: resume(target))
     if not argv or argv[0].startswith("-"):
         raise UsageError("pgrad train needs an algorithm: pgrad train ALGO [flags] (see `pgrad list`)")
     entry = get_algo(argv[0])
@@ -98,10 +104,25 @@ def cmd_train(argv: list[str]) -> int:
     fields = {f.name for f in dataclasses.fields(entry.config_class)}
     for name in _given_fields(rest, fields):
         sources[name] = "user"
+    return _training(lambda: run(entry.name, cfg, sources, preset_name))
+
+
+def _training(start) -> int:
+    """Run a training call; 130 after an interrupt (checkpoint written), 1 on a non-finite value."""
+    from pgrad.algos.base import NonFiniteError
+    from pgrad.train import Interrupted
+
     try:
-        run(entry.name, cfg, sources, preset_name)
-    except KeyboardInterrupt:
+        start()
+    except Interrupted as e:
+        print(f"pgrad train: {e}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print("pgrad train: interrupted twice; stopped without a new checkpoint", file=sys.stderr)
+        return 130
+    except NonFiniteError as e:
+        print(f"pgrad train: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -242,6 +242,38 @@ class VecEnv:
         rewards = norm.reward(rewards.astype(np.float32, copy=False), dones)
         return obs, rewards, terminated, truncated, next_obs
 
+    def _layers(self):
+        """Every wrapper and the unwrapped env of every sub-env, with a stable name."""
+        if not hasattr(self.envs, "envs"):
+            raise ValueError("exact checkpoints need vectorization='sync' (the sub-envs live in this process)")
+        for i, env in enumerate(self.envs.envs):
+            layer, depth = env, 0
+            while True:
+                yield f"env{i}.layer{depth}", layer
+                if not hasattr(layer, "env"):
+                    break
+                layer, depth = layer.env, depth + 1
+
+    _SIM_TYPES = (np.ndarray, np.random.Generator, np.generic, bool, int, float, type(None))
+
+    def sim_state(self) -> dict:
+        """The sub-envs' own state: plain numeric attributes (e.g. CartPole's ``state``, a
+        TimeLimit's ``_elapsed_steps``) and each env's random generator. Simulators that keep
+        their state elsewhere (MuJoCo's ``MjData``) are not covered."""
+        return {
+            f"{name}.{key}": value
+            for name, layer in self._layers()
+            for key, value in vars(layer).items()
+            if isinstance(value, self._SIM_TYPES)
+        }
+
+    def load_sim_state(self, state: dict) -> None:
+        """Set every saved attribute, also those a never-reset env does not have yet."""
+        layers = dict(self._layers())
+        for full_key, value in state.items():
+            name, key = full_key.rsplit(".", 1)
+            setattr(layers[name], key, value)
+
     def pop_episodes(self) -> tuple[list[float], list[int]]:
         returns, lengths = self.episode_returns, self.episode_lengths
         self.episode_returns, self.episode_lengths = [], []

@@ -18,19 +18,40 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class RunLogger:
-    def __init__(self, run_dir: Path, total_steps: int, tensorboard: bool = True, progress_bar: bool = True):
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int,
+        tensorboard: bool = True,
+        progress_bar: bool = True,
+        resume_step: int | None = None,
+    ):
+        """``resume_step``: continue a run's files, dropping the rows logged after that step
+        (written after its last checkpoint), so the resumed files have no duplicate or missing row."""
         self.run_dir = Path(run_dir)
         self.total_steps = total_steps
-        self._csv_file = open(self.run_dir / "progress.csv", "w", newline="")
-        self._timing_file = open(self.run_dir / "timing.csv", "w", newline="")
-        self._timing = csv.writer(self._timing_file)
-        self._timing.writerow(["global_step", "time_elapsed", "sps"])
         self._csv: csv.DictWriter | None = None
+        self._offset = 0.0  # wall time before the resume, so SPS stays per whole run
+        if resume_step is None:
+            self._csv_file = open(self.run_dir / "progress.csv", "w", newline="")
+            self._timing_file = open(self.run_dir / "timing.csv", "w", newline="")
+            self._timing = csv.writer(self._timing_file)
+            self._timing.writerow(["global_step", "time_elapsed", "sps"])
+        else:
+            fields = _truncate_csv(self.run_dir / "progress.csv", resume_step)
+            timing_rows = _truncate_csv(self.run_dir / "timing.csv", resume_step, return_rows=True)
+            self._offset = float(timing_rows[-1]["time_elapsed"]) if timing_rows else 0.0
+            self._csv_file = open(self.run_dir / "progress.csv", "a", newline="")
+            if fields:
+                self._csv = csv.DictWriter(self._csv_file, fieldnames=fields, restval="")
+            self._timing_file = open(self.run_dir / "timing.csv", "a", newline="")
+            self._timing = csv.writer(self._timing_file)
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.run_dir))
+            purge = None if resume_step is None else resume_step + 1  # drop events after the checkpoint
+            self._writer = SummaryWriter(str(self.run_dir), purge_step=purge)
         self._start = time.perf_counter()
         self._progress: Progress | None = None
         if progress_bar:
@@ -44,7 +65,9 @@ class RunLogger:
                 console=Console(stderr=True),
                 transient=False,
             )
-            self._task = self._progress.add_task("training", total=total_steps, sps="-", ret="-")
+            self._task = self._progress.add_task(
+                "training", total=total_steps, completed=resume_step or 0, sps="-", ret="-"
+            )
             self._progress.start()
 
     def log(self, global_step: int, metrics: dict[str, float]) -> None:
@@ -55,9 +78,10 @@ class RunLogger:
             self._csv.writeheader()
         self._csv.writerow({k: row[k] for k in row if k in self._csv.fieldnames})
         self._csv_file.flush()
-        elapsed = time.perf_counter() - self._start
+        elapsed = self.elapsed
         sps = global_step / max(elapsed, 1e-9)
         self._timing.writerow([global_step, f"{elapsed:.3f}", f"{sps:.1f}"])
+        self._timing_file.flush()
         if self._writer is not None:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
@@ -79,7 +103,7 @@ class RunLogger:
 
     @property
     def elapsed(self) -> float:
-        return time.perf_counter() - self._start
+        return self._offset + time.perf_counter() - self._start
 
     def close(self) -> None:
         if self._progress is not None:
@@ -96,3 +120,18 @@ class RunLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _truncate_csv(path: Path, last_step: int, return_rows: bool = False):
+    """Keep the header and the rows with ``global_step <= last_step``; returns the header (or rows)."""
+    if not path.is_file():
+        return [] if return_rows else None
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames
+        rows = [row for row in reader if int(row["global_step"]) <= last_step]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows if return_rows else fields

@@ -7,6 +7,8 @@ import datetime as _dt
 import difflib
 import json
 import random
+import signal
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,16 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from pgrad import checkpoint
 from pgrad.agent import Agent
 from pgrad.algos import get_algo
-from pgrad.algos.base import run_episodes, run_off_policy, run_on_policy
-from pgrad.config import RunConfig, to_jsonable
+from pgrad.algos.base import EpisodeLoop, NonFiniteError, OffPolicyLoop, OnPolicyLoop
+from pgrad.checkpoint import CHECKPOINT_FILE
+from pgrad.config import RunConfig, from_jsonable, to_jsonable
 from pgrad.envs import check_env_id, make_vec_env
 from pgrad.evaluation import EvalResult, evaluate
 from pgrad.logging import RunLogger
+from pgrad.state import capture, restore
 
 
 def load_presets() -> dict[str, dict[str, dict[str, Any]]]:
@@ -90,93 +95,192 @@ def prepare_run_dir(algo: str, cfg: RunConfig) -> Path:
     return run_dir
 
 
+class Interrupted(Exception):
+    """SIGINT/SIGTERM stopped the run after writing a checkpoint; the message says how to resume."""
+
+
+class Trainer:
+    """One run: env, algorithm, loop, logger, and the counters of logging, evaluation, checkpoints.
+
+    A checkpoint holds all of it that decides the future (``pgrad.state``), so a resumed run
+    continues bitwise as the uninterrupted one would on the same machine.
+    """
+
+    def __init__(self, algo: str, cfg: RunConfig, run_dir: Path):
+        self.entry, self.cfg, self.run_dir = get_algo(algo), cfg, run_dir
+        self.device = resolve_device(cfg.device)
+        torch.set_num_threads(cfg.torch_threads)
+        seed_everything(cfg.seed)
+        action_mode = getattr(self.entry.algo_class, "action_mode", "clip")
+        self.env = make_vec_env(
+            cfg.env,
+            cfg.n_envs,
+            cfg.seed,
+            cfg.vectorization,
+            normalize_obs=cfg.normalize_obs,
+            normalize_reward=cfg.normalize_reward,
+            gamma=getattr(cfg, "gamma", 0.99),
+            action_mode=action_mode,
+        )
+        algorithm = self.entry.algo_class(cfg, self.env.observation_space, self.env.action_space, self.device)
+        self.agent = Agent(
+            self.entry.name,
+            cfg.env,
+            algorithm.policy,
+            self.env.observation_space,
+            self.env.action_space,
+            self.env.normalizer,
+            action_mode,
+            to_jsonable(cfg),
+        )
+        self.agent.run_dir = run_dir
+        if self.entry.loop == "episodes":
+            self.loop = EpisodeLoop(algorithm, self.env, cfg.episodes_per_update, cfg.total_steps, self.device)
+        elif self.entry.loop == "off_policy":
+            self.loop = OffPolicyLoop(algorithm, self.env, cfg, self.device)
+        else:
+            self.loop = OnPolicyLoop(algorithm, self.env, cfg.n_steps, cfg.total_steps, self.device)
+        self.counters = {"updates": 0, "next_eval": cfg.eval_every, "next_checkpoint": cfg.checkpoint_every}
+        self.checkpoint_step: int | None = None
+        self._stop_signal: int | None = None
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def save_checkpoint(self, global_step: int) -> None:
+        """Write the agent and the full training state (atomically), after checking it is finite."""
+        for name, p in self.agent.policy.named_parameters():
+            if not torch.isfinite(p).all():
+                raise NonFiniteError(f"non-finite parameter {name} at step {global_step}; checkpoint not written")
+        tensors: dict[str, torch.Tensor] = {}
+        meta: dict = {}
+        capture({"loop": self.loop, "trainer": self.counters}, "run", tensors, meta)
+        capture(self.env.sim_state(), "sim", tensors, meta)
+        tensors["rng.torch"] = torch.get_rng_state()
+        np_state = np.random.get_state()
+        tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
+        meta["rng.numpy"] = [np_state[0], *map(float, np_state[2:])]
+        meta["rng.python"] = [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]
+        meta["global_step"] = global_step
+        self.agent.save(self.run_dir)
+        checkpoint.save_checkpoint(self.run_dir, tensors, meta)
+        self.checkpoint_step = global_step
+
+    def load_checkpoint(self) -> int:
+        tensors, meta = checkpoint.load_checkpoint(self.run_dir)
+        try:
+            state = {"loop": self.loop, "trainer": self.counters}
+            restore(state, "run", tensors, meta)
+            saved = {k[4:] for k in [*meta, *tensors] if k.startswith("sim.")}
+            template = {key: None for key in saved} | self.env.sim_state()
+            self.env.load_sim_state(restore({k: template[k] for k in saved}, "sim", tensors, meta))
+            torch.set_rng_state(tensors["rng.torch"])
+            name, pos, has_gauss, cached = meta["rng.numpy"]
+            np.random.set_state(
+                (name, tensors["rng.numpy"].numpy().astype(np.uint32), int(pos), int(has_gauss), cached)
+            )
+            version, internal, gauss = meta["rng.python"]
+            random.setstate((version, tuple(internal), gauss))
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise checkpoint.CheckpointError(
+                f"{self.run_dir}: the checkpoint does not fit this config/pgrad ({type(e).__name__}: {e})"
+            ) from None
+        self.checkpoint_step = int(meta["global_step"])
+        return self.checkpoint_step
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def on_update(self, logger: RunLogger, global_step: int, metrics: dict[str, float]) -> None:
+        cfg, c = self.cfg, self.counters
+        c["updates"] += 1
+        last = global_step >= cfg.total_steps
+        if c["updates"] % cfg.log_interval == 0 or last:
+            logger.log(global_step, metrics)
+        if cfg.eval_every and global_step >= c["next_eval"]:
+            result = evaluate(self.agent, cfg.eval_episodes or 10, cfg.seed)
+            logger.log_eval(global_step, result.mean, result.std)
+            c["next_eval"] += cfg.eval_every
+        if cfg.checkpoint_every and global_step >= c["next_checkpoint"] and not last:
+            c["next_checkpoint"] += cfg.checkpoint_every
+            self.save_checkpoint(global_step)
+        if self._stop_signal is not None and not last:
+            self.save_checkpoint(global_step)
+            name = signal.Signals(self._stop_signal).name
+            raise Interrupted(
+                f"{name}: stopped at step {global_step:,} with a checkpoint; resume with: pgrad train --resume {self.run_dir}"
+            )
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self._stop_signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+
+    def run(self, resume_step: int | None = None) -> Agent:
+        cfg, run_dir = self.cfg, self.run_dir
+        console = Console(stderr=True)
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step) as logger:
+                try:
+                    steps = self.loop.run(lambda step, metrics: self.on_update(logger, step, metrics))
+                except NonFiniteError as e:
+                    where = (
+                        f"the last good checkpoint (step {self.checkpoint_step:,}) is in {run_dir}"
+                        if self.checkpoint_step is not None
+                        else "no checkpoint was written before it"
+                    )
+                    raise NonFiniteError(f"{e}; {where}") from None
+                elapsed = logger.elapsed
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self.env.close()
+        self.agent.save(run_dir)
+        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # finished: the agent is the result
+
+        self.agent.evaluation = None
+        if cfg.eval_episodes > 0:
+            self.agent.evaluation = evaluate(self.agent, cfg.eval_episodes, cfg.seed)
+            (run_dir / "eval.json").write_text(json.dumps(self.agent.evaluation.to_json(), indent=2))
+        from pgrad.plotting import plot_runs
+
+        plot_runs([run_dir], run_dir / "curve.png", title=f"{self.entry.name} on {cfg.env} (seed {cfg.seed})")
+        if cfg.progress_bar:
+            print_summary(console, self.entry.name, cfg, steps, elapsed, self.agent.evaluation, run_dir)
+        return self.agent
+
+
 def run(algo: str, cfg: RunConfig, sources: dict[str, str] | None = None, preset: str | None = None) -> Agent:
     """Train ``algo`` with a resolved config; writes the run directory and returns the agent."""
     entry = get_algo(algo)
-    device = resolve_device(cfg.device)
-    torch.set_num_threads(cfg.torch_threads)
-    seed_everything(cfg.seed)
     run_dir = prepare_run_dir(entry.name, cfg)
-    (run_dir / "config.json").write_text(
-        json.dumps(
-            {
-                "algo": entry.name,
-                "config": to_jsonable(cfg),
-                "sources": sources or {},
-                "preset": preset,
-                "versions": {"torch": torch.__version__, "gymnasium": gym.__version__},
-            },
-            indent=2,
-        )
-    )
-    env = make_vec_env(
-        cfg.env,
-        cfg.n_envs,
-        cfg.seed,
-        cfg.vectorization,
-        normalize_obs=cfg.normalize_obs,
-        normalize_reward=cfg.normalize_reward,
-        gamma=getattr(cfg, "gamma", 0.99),
-        action_mode=getattr(entry.algo_class, "action_mode", "clip"),
-    )
-    algorithm = entry.algo_class(cfg, env.observation_space, env.action_space, device)
-    agent = Agent(
-        entry.name,
-        cfg.env,
-        algorithm.policy,
-        env.observation_space,
-        env.action_space,
-        env.normalizer,
-        getattr(entry.algo_class, "action_mode", "clip"),
-        to_jsonable(cfg),
-    )
-    agent.run_dir = run_dir
-    console = Console(stderr=True)
-    next_eval = cfg.eval_every or None
-    next_checkpoint = cfg.checkpoint_every or None
+    config = {
+        "algo": entry.name,
+        "config": to_jsonable(cfg),
+        "sources": sources or {},
+        "preset": preset,
+        "versions": {"torch": torch.__version__, "gymnasium": gym.__version__},
+    }
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    return Trainer(entry.name, cfg, run_dir).run()
 
-    with RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar) as logger:
-        updates = 0
 
-        def on_update(global_step: int, metrics: dict[str, float]) -> None:
-            nonlocal next_eval, next_checkpoint, updates
-            updates += 1
-            if updates % cfg.log_interval == 0 or global_step >= cfg.total_steps:
-                logger.log(global_step, metrics)
-            if next_eval is not None and global_step >= next_eval:
-                result = evaluate(agent, cfg.eval_episodes or 10, cfg.seed)
-                logger.log_eval(global_step, result.mean, result.std)
-                next_eval += cfg.eval_every
-            if next_checkpoint is not None and global_step >= next_checkpoint:
-                agent.save(run_dir)
-                next_checkpoint += cfg.checkpoint_every
-
-        try:
-            if entry.loop == "episodes":
-                steps = run_episodes(algorithm, env, cfg.episodes_per_update, cfg.total_steps, device, on_update)
-            elif entry.loop == "off_policy":
-                steps = run_off_policy(algorithm, env, cfg, device, on_update)
-            else:
-                steps = run_on_policy(algorithm, env, cfg.n_steps, cfg.total_steps, device, on_update)
-        except KeyboardInterrupt:
-            agent.save(run_dir)
-            console.print(f"[yellow]interrupted: the agent so far is saved in {run_dir}[/]")
-            raise
-        finally:
-            env.close()
-        elapsed = logger.elapsed
-    agent.save(run_dir)
-
-    agent.evaluation = None
-    if cfg.eval_episodes > 0:
-        agent.evaluation = evaluate(agent, cfg.eval_episodes, cfg.seed)
-        (run_dir / "eval.json").write_text(json.dumps(agent.evaluation.to_json(), indent=2))
-    from pgrad.plotting import plot_runs
-
-    plot_runs([run_dir], run_dir / "curve.png", title=f"{entry.name} on {cfg.env} (seed {cfg.seed})")
-    if cfg.progress_bar:
-        print_summary(console, entry.name, cfg, steps, elapsed, agent.evaluation, run_dir)
-    return agent
+def resume(run_dir: str | Path) -> Agent:
+    """Continue the run in ``run_dir`` from its last checkpoint, in the same directory."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is not a pgrad run directory (no config.json)")
+    try:
+        data = json.loads(path.read_text())
+        entry = get_algo(data["algo"])
+        cfg = from_jsonable(entry.config_class, data["config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise checkpoint.CheckpointError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
+    trainer = Trainer(entry.name, cfg, run_dir)
+    step = trainer.load_checkpoint()
+    return trainer.run(resume_step=step)
 
 
 def print_summary(

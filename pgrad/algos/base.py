@@ -66,52 +66,55 @@ class EpisodeStats:
         }
 
 
-def run_on_policy(
-    algo: OnPolicyAlgorithm,
-    env: VecEnv,
-    n_steps: int,
-    total_steps: int,
-    device: torch.device,
-    on_update: Callable[[int, dict[str, float]], None],
-) -> int:
-    """Train ``algo`` for ``ceil(total_steps / (n_steps · n_envs))`` updates; returns the steps taken.
+class OnPolicyLoop:
+    """Collect ``n_steps`` × ``n_envs`` transitions, bootstrap, update; ``ceil(total / (T·N))`` times.
 
-    ``on_update(global_step, metrics)`` receives the update's metrics plus ``charts/episodic_return``
-    and ``charts/episodic_length`` (means over the last 100 finished episodes, NaN before the first).
+    The attributes are the loop's whole state (``pgrad.state`` checkpoints them), so ``run``
+    continues a restored loop exactly where it stopped. ``on_update(global_step, metrics)``
+    receives the update's metrics plus ``charts/episodic_return`` and ``charts/episodic_length``
+    (means over the last 100 finished episodes, NaN before the first).
     """
-    N = env.n_envs
-    action_space = env.action_space
-    discrete = isinstance(action_space, gym.spaces.Discrete)
-    buf = RolloutBuffer(n_steps, N, env.obs_shape, () if discrete else action_space.shape, discrete, device)
-    n_updates = math.ceil(total_steps / (n_steps * N))
-    stats = EpisodeStats()
 
-    obs = torch.as_tensor(env.reset(), device=device)
-    global_step = 0
-    for update in range(n_updates):
-        final_values: dict[int, tuple[np.ndarray, Tensor]] = {}
-        for t in range(n_steps):
-            with torch.inference_mode():
-                actions, log_probs, values = algo.act(obs)
-            next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions.cpu().numpy())
-            buf.store(t, obs, actions, log_probs, values, rewards, terminated, truncated)
-            cut = truncated & ~terminated
-            if cut.any():
-                # Truncation is not termination: bootstrap from V of the real final observation.
-                envs = np.flatnonzero(cut)
+    def __init__(self, algo: OnPolicyAlgorithm, env: VecEnv, n_steps: int, total_steps: int, device: torch.device):
+        self.algo, self.env, self.n_steps, self.device = algo, env, n_steps, device
+        discrete = isinstance(env.action_space, gym.spaces.Discrete)
+        action_shape = () if discrete else env.action_space.shape
+        self.buf = RolloutBuffer(n_steps, env.n_envs, env.obs_shape, action_shape, discrete, device)
+        self.n_updates = math.ceil(total_steps / (n_steps * env.n_envs))
+        self.stats = EpisodeStats()
+        self.update = self.global_step = 0
+        self.obs: np.ndarray | None = None
+
+    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
+        algo, env, buf, device = self.algo, self.env, self.buf, self.device
+        if self.obs is None:
+            self.obs = env.reset()
+        while self.update < self.n_updates:
+            obs = torch.as_tensor(self.obs, device=device)
+            final_values: dict[int, tuple[np.ndarray, Tensor]] = {}
+            for t in range(self.n_steps):
                 with torch.inference_mode():
-                    final_values[t] = (envs, algo.value(torch.as_tensor(real_next_obs[envs], device=device)))
-            obs = torch.as_tensor(next_obs, device=device)
-        global_step += n_steps * N
-        with torch.inference_mode():
-            last_values = algo.value(obs)
-        buf.finish(last_values, final_values)
+                    actions, log_probs, values = algo.act(obs)
+                next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions.cpu().numpy())
+                buf.store(t, obs, actions, log_probs, values, rewards, terminated, truncated)
+                cut = truncated & ~terminated
+                if cut.any():
+                    # Truncation is not termination: bootstrap from V of the real final observation.
+                    envs = np.flatnonzero(cut)
+                    with torch.inference_mode():
+                        final_values[t] = (envs, algo.value(torch.as_tensor(real_next_obs[envs], device=device)))
+                obs = torch.as_tensor(next_obs, device=device)
+            self.obs = next_obs
+            self.global_step += self.n_steps * env.n_envs
+            with torch.inference_mode():
+                last_values = algo.value(obs)
+            buf.finish(last_values, final_values)
 
-        metrics = algo.update(buf, progress_remaining=1.0 - update / n_updates)
-        check_finite(metrics, global_step)
-
-        on_update(global_step, stats.add(env) | metrics)
-    return global_step
+            metrics = algo.update(buf, progress_remaining=1.0 - self.update / self.n_updates)
+            self.update += 1
+            check_finite(metrics, self.global_step)
+            on_update(self.global_step, self.stats.add(env) | metrics)
+        return self.global_step
 
 
 class EpisodicAlgorithm(Protocol):
@@ -121,14 +124,7 @@ class EpisodicAlgorithm(Protocol):
     def update(self, batch: EpisodeBuffer, progress_remaining: float) -> dict[str, float]: ...
 
 
-def run_episodes(
-    algo: EpisodicAlgorithm,
-    env: VecEnv,
-    episodes_per_update: int,
-    total_steps: int,
-    device: torch.device,
-    on_update: Callable[[int, dict[str, float]], None],
-) -> int:
+class EpisodeLoop:
     """REINFORCE's loop: every update sees whole episodes only.
 
     Each update resets all envs and lets each run ``ceil(episodes_per_update / N)`` complete
@@ -136,34 +132,43 @@ def run_episodes(
     but those steps are masked out. Waiting for a fixed number of *first* finishers instead would
     favour short episodes. All env steps taken count towards ``total_steps``.
     """
-    N = env.n_envs
-    quota = math.ceil(episodes_per_update / N)
-    discrete = isinstance(env.action_space, gym.spaces.Discrete)
-    batch = EpisodeBuffer(N, env.obs_shape, () if discrete else env.action_space.shape, discrete, device)
-    stats = EpisodeStats()
-    global_step = 0
-    obs_np = env.reset()  # seeded
-    while global_step < total_steps:
-        if batch.length:  # later updates: fresh episodes, the env RNG continuing from the seed
-            obs_np = env.reset(seed=None)
-        batch.clear()
-        finished = np.zeros(N, np.int64)
-        obs = torch.as_tensor(obs_np, device=device)
-        while (finished < quota).any():
-            active = finished < quota
-            with torch.inference_mode():
-                actions, _, _ = algo.act(obs)
-            next_obs, rewards, terminated, truncated, _ = env.step(actions.cpu().numpy())
-            # A time-limit cut ends the episode of the finite-horizon objective REINFORCE estimates.
-            dones = terminated | truncated
-            batch.store(obs, actions, rewards, dones, active)
-            finished += dones & active
-            obs = torch.as_tensor(next_obs, device=device)
-        global_step += batch.length * N
-        metrics = algo.update(batch, progress_remaining=max(0.0, 1.0 - global_step / total_steps))
-        check_finite(metrics, global_step)
-        on_update(global_step, stats.add(env) | metrics)
-    return global_step
+
+    def __init__(
+        self, algo: EpisodicAlgorithm, env: VecEnv, episodes_per_update: int, total_steps: int, device: torch.device
+    ):
+        self.algo, self.env, self.total_steps, self.device = algo, env, total_steps, device
+        self.quota = math.ceil(episodes_per_update / env.n_envs)
+        discrete = isinstance(env.action_space, gym.spaces.Discrete)
+        action_shape = () if discrete else env.action_space.shape
+        self.batch = EpisodeBuffer(env.n_envs, env.obs_shape, action_shape, discrete, device)
+        self.stats = EpisodeStats()
+        self.global_step = 0
+        self.started = False
+
+    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
+        algo, env, batch, device = self.algo, self.env, self.batch, self.device
+        while self.global_step < self.total_steps:
+            # The first reset seeds the envs; later ones start fresh episodes, the RNG continuing.
+            obs_np = env.reset(seed=None) if self.started else env.reset()
+            self.started = True
+            batch.clear()
+            finished = np.zeros(env.n_envs, np.int64)
+            obs = torch.as_tensor(obs_np, device=device)
+            while (finished < self.quota).any():
+                active = finished < self.quota
+                with torch.inference_mode():
+                    actions, _, _ = algo.act(obs)
+                next_obs, rewards, terminated, truncated, _ = env.step(actions.cpu().numpy())
+                # A time-limit cut ends the episode of the finite-horizon objective REINFORCE estimates.
+                dones = terminated | truncated
+                batch.store(obs, actions, rewards, dones, active)
+                finished += dones & active
+                obs = torch.as_tensor(next_obs, device=device)
+            self.global_step += batch.length * env.n_envs
+            metrics = algo.update(batch, progress_remaining=max(0.0, 1.0 - self.global_step / self.total_steps))
+            check_finite(metrics, self.global_step)
+            on_update(self.global_step, self.stats.add(env) | metrics)
+        return self.global_step
 
 
 class OffPolicyAlgorithm(Protocol):
@@ -174,50 +179,52 @@ class OffPolicyAlgorithm(Protocol):
     def update(self, batch: dict[str, Tensor]) -> dict[str, float]: ...
 
 
-def run_off_policy(
-    algo: OffPolicyAlgorithm,
-    env: VecEnv,
-    cfg,
-    device: torch.device,
-    on_update: Callable[[int, dict[str, float]], None],
-) -> int:
+class OffPolicyLoop:
     """The off-policy loop: act → store → sample → update.
 
     Actions are in the policy's space ([−1, 1]^D for Box, rescaled by the env; ints for Discrete):
     uniformly random for the first ``learning_starts`` steps, then ``algo.explore``. Every
     ``train_freq`` vector steps, ``gradient_steps`` updates on uniform replay samples of
-    ``batch_size``. ``on_update`` follows each training round.
+    ``batch_size``; ``on_update`` follows each training round.
     """
-    N = env.n_envs
-    discrete = isinstance(env.action_space, gym.spaces.Discrete)
-    action_shape = () if discrete else env.action_space.shape
-    buffer = ReplayBuffer(cfg.buffer_size, env.obs_shape, action_shape, discrete, device)
-    stats = EpisodeStats()
-    sample_generator = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    obs = env.reset()
-    global_step = vector_step = 0
-    while global_step < cfg.total_steps:
-        if global_step < cfg.learning_starts:
-            if discrete:
-                actions = rng.integers(0, env.action_space.n, N)
+
+    def __init__(self, algo: OffPolicyAlgorithm, env: VecEnv, cfg, device: torch.device):
+        self.algo, self.env, self.cfg, self.device = algo, env, cfg, device
+        self.discrete = isinstance(env.action_space, gym.spaces.Discrete)
+        self.action_shape = () if self.discrete else tuple(env.action_space.shape)
+        self.buffer = ReplayBuffer(cfg.buffer_size, env.obs_shape, self.action_shape, self.discrete, device)
+        self.stats = EpisodeStats()
+        self.sample_generator = torch.Generator().manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.global_step = self.vector_step = 0
+        self.obs: np.ndarray | None = None
+
+    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
+        algo, env, cfg, buffer = self.algo, self.env, self.cfg, self.buffer
+        N = env.n_envs
+        if self.obs is None:
+            self.obs = env.reset()
+        while self.global_step < cfg.total_steps:
+            if self.global_step < cfg.learning_starts:
+                if self.discrete:
+                    actions = self.rng.integers(0, env.action_space.n, N)
+                else:
+                    actions = self.rng.uniform(-1.0, 1.0, (N, *self.action_shape)).astype(np.float32)
             else:
-                actions = rng.uniform(-1.0, 1.0, (N, *action_shape)).astype(np.float32)
-        else:
-            with torch.inference_mode():
-                actions = algo.explore(torch.as_tensor(obs, device=device))
-        next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions)
-        # Store the real successor and termination only: truncation still bootstraps.
-        buffer.add(obs, actions, rewards, real_next_obs, terminated)
-        dones = terminated | truncated
-        if dones.any():
-            algo.episodes_ended(np.flatnonzero(dones))
-        obs = next_obs
-        global_step += N
-        vector_step += 1
-        if global_step >= cfg.learning_starts and vector_step % cfg.train_freq == 0:
-            for _ in range(cfg.gradient_steps):
-                metrics = algo.update(buffer.sample(cfg.batch_size, sample_generator))
-            check_finite(metrics, global_step)
-            on_update(global_step, stats.add(env) | metrics)
-    return global_step
+                with torch.inference_mode():
+                    actions = algo.explore(torch.as_tensor(self.obs, device=self.device))
+            next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions)
+            # Store the real successor and termination only: truncation still bootstraps.
+            buffer.add(self.obs, actions, rewards, real_next_obs, terminated)
+            dones = terminated | truncated
+            if dones.any():
+                algo.episodes_ended(np.flatnonzero(dones))
+            self.obs = next_obs
+            self.global_step += N
+            self.vector_step += 1
+            if self.global_step >= cfg.learning_starts and self.vector_step % cfg.train_freq == 0:
+                for _ in range(cfg.gradient_steps):
+                    metrics = algo.update(buffer.sample(cfg.batch_size, self.sample_generator))
+                check_finite(metrics, self.global_step)
+                on_update(self.global_step, self.stats.add(env) | metrics)
+        return self.global_step

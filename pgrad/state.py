@@ -1,0 +1,141 @@
+"""Capture and restore the complete training state of plain Python objects, as tensors + JSON.
+
+``capture(obj)`` walks an object's attributes (and those of the objects it holds) and records
+every leaf that determines the future of a run: module weights, optimizer state, torch and numpy
+random generators, tensors, arrays, and plain scalars. ``restore(obj, ...)`` writes them back into
+an object built the same way (from the same config), in place. Nothing is pickled, so a saved
+state loads without executing code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+SCALARS = (bool, int, float, str, type(None))
+# Attributes that are configuration or wiring, rebuilt from the config on resume, never state.
+SKIP = {"cfg", "device", "spec", "observation_space", "action_space", "envs"}
+
+
+def _children(obj: Any) -> list[tuple[str, Any]]:
+    return sorted(
+        (k, v) for k, v in vars(obj).items() if k not in SKIP and (isinstance(v, nn.Module) or not callable(v))
+    )
+
+
+def capture(
+    obj: Any, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any], seen: dict | None = None
+) -> None:
+    """Record ``obj``'s state under ``prefix`` into ``tensors`` (name → tensor) and ``meta`` (JSON)."""
+    seen = {} if seen is None else seen
+    if id(obj) in seen and not isinstance(obj, SCALARS):
+        meta[prefix] = {"alias": seen[id(obj)]}  # e.g. ``policy`` is the same module as ``actor``
+        return
+    seen[id(obj)] = prefix
+    if hasattr(obj, "checkpoint_state"):  # an object that knows what of it is state (the replay buffer)
+        capture(obj.checkpoint_state(), prefix, tensors, meta, seen)
+    elif isinstance(obj, nn.Module):
+        for k, v in obj.state_dict().items():
+            tensors[f"{prefix}.{k}"] = v
+    elif isinstance(obj, torch.optim.Optimizer):
+        state = obj.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for pid, pstate in state["state"].items():
+            for name, value in pstate.items():
+                if torch.is_tensor(value):
+                    tensors[f"{prefix}.{pid}.{name}"] = value
+                else:
+                    scalars.setdefault(str(pid), {})[name] = value
+        meta[prefix] = {"optimizer": {"param_groups": state["param_groups"], "scalars": scalars}}
+    elif isinstance(obj, torch.Generator):
+        tensors[prefix] = obj.get_state()
+    elif torch.is_tensor(obj):
+        tensors[prefix] = obj.detach()
+    elif isinstance(obj, np.ndarray):
+        tensors[prefix] = torch.from_numpy(np.ascontiguousarray(obj))
+        meta[prefix] = {"ndarray": str(obj.dtype), "shape": list(obj.shape)}
+    elif isinstance(obj, np.random.Generator):
+        meta[prefix] = {"numpy_generator": obj.bit_generator.state}
+    elif isinstance(obj, np.generic):
+        meta[prefix] = obj.item()
+    elif isinstance(obj, SCALARS):
+        meta[prefix] = obj
+    elif isinstance(obj, (list, tuple, deque)) and all(isinstance(x, SCALARS) for x in obj):
+        meta[prefix] = {"sequence": list(obj)}
+    elif isinstance(obj, dict) and all(isinstance(k, str) for k in obj):
+        for k, v in obj.items():
+            capture(v, f"{prefix}.{k}", tensors, meta, seen)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type) and obj.__dataclass_params__.frozen:
+        return  # a config: rebuilt, not restored
+    elif hasattr(obj, "__dict__"):
+        for k, v in _children(obj):
+            capture(v, f"{prefix}.{k}", tensors, meta, seen)
+
+
+def restore(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Any:
+    """Write the state captured under ``prefix`` back into ``obj``; returns the (possibly new) value
+    for immutable leaves, which the caller assigns."""
+    entry = meta.get(prefix)
+    if isinstance(entry, dict) and "alias" in entry:
+        return obj  # restored where it was first seen
+    if hasattr(obj, "checkpoint_state"):
+        saved = {}
+        for key in obj.checkpoint_state():
+            name = f"{prefix}.{key}"
+            saved[key] = tensors[name] if name in tensors else meta.get(name)
+        obj.load_checkpoint_state(saved)
+        return obj
+    if isinstance(obj, nn.Module):
+        state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        own = obj.state_dict()
+        obj.load_state_dict({k: state[k] for k in own})
+        return obj
+    if isinstance(obj, torch.optim.Optimizer):
+        info = entry["optimizer"]
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith(prefix + "."):
+                pid, name = key[len(prefix) + 1 :].split(".", 1)
+                state.setdefault(int(pid), {})[name] = value
+        for pid, values in info["scalars"].items():
+            state.setdefault(int(pid), {}).update(values)
+        obj.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+        return obj
+    if isinstance(obj, torch.Generator):
+        obj.set_state(tensors[prefix])
+        return obj
+    if torch.is_tensor(obj):
+        with torch.no_grad():
+            obj.copy_(tensors[prefix])
+        return obj
+    if isinstance(entry, dict) and "ndarray" in entry:  # by the saved kind: the attribute may be None now
+        return tensors[prefix].numpy().astype(entry["ndarray"], copy=True).reshape(entry["shape"])
+    if isinstance(entry, dict) and "numpy_generator" in entry:
+        saved = entry["numpy_generator"]
+        if not isinstance(obj, np.random.Generator):  # e.g. an env's RNG not created yet
+            obj = np.random.Generator(getattr(np.random, saved["bit_generator"])())
+        obj.bit_generator.state = saved
+        return obj
+    if isinstance(entry, dict) and "sequence" in entry:
+        if isinstance(obj, deque):
+            return deque(entry["sequence"], maxlen=obj.maxlen)
+        return tuple(entry["sequence"]) if isinstance(obj, tuple) else list(entry["sequence"])
+    if isinstance(obj, (np.generic, *SCALARS)):
+        return type(obj)(entry) if isinstance(obj, np.generic) else entry if prefix in meta else obj
+    if isinstance(obj, dict) and all(isinstance(k, str) for k in obj):
+        for k, v in list(obj.items()):
+            obj[k] = restore(v, f"{prefix}.{k}", tensors, meta)
+        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type) and obj.__dataclass_params__.frozen:
+        return obj
+    if hasattr(obj, "__dict__"):
+        for k, v in _children(obj):
+            new = restore(v, f"{prefix}.{k}", tensors, meta)
+            if new is not v:
+                setattr(obj, k, new)
+    return obj

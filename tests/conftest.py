@@ -51,3 +51,23 @@ class CounterEnv(gym.Env):
 gym.register("pgrad-test/ConstantReward-v0", entry_point=ConstantRewardEnv, max_episode_steps=20)
 gym.register("pgrad-test/Counter-v0", entry_point=CounterEnv)
 gym.register("pgrad-test/CounterTimeLimit-v0", entry_point=CounterEnv, kwargs={"length": 100}, max_episode_steps=4)
+
+
+class NaNRewardEnv(gym.Env):
+    """CartPole-like observations; the reward turns NaN after 1500 steps (in total, across episodes)."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = spaces.Discrete(2)
+    steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), {}
+
+    def step(self, action):
+        NaNRewardEnv.steps += 1
+        reward = float("nan") if NaNRewardEnv.steps > 1500 else 1.0
+        return self.np_random.uniform(-1, 1, 2).astype(np.float32), reward, False, False, {}
+
+
+gym.register("pgrad-test/NaNReward-v0", entry_point=NaNRewardEnv, max_episode_steps=50)

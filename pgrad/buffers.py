@@ -166,6 +166,7 @@ class ReplayBuffer:
         self.rewards = torch.zeros(capacity, device=self.device)
         self.terminated = torch.zeros(capacity, device=self.device)
         self.position, self.size = 0, 0
+        self.in_checkpoints = True
 
     def add(
         self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray
@@ -194,7 +195,10 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def checkpoint_state(self) -> dict:
-        """What a checkpoint keeps: the filled rows only, and the write position."""
+        """What a checkpoint keeps: the filled rows only, and the write position (nothing when
+        ``in_checkpoints`` is off: a resumed run then starts from an empty buffer)."""
+        if not self.in_checkpoints:
+            return {}
         n = self.size
         return {
             "obs": self.obs[:n],
@@ -207,6 +211,8 @@ class ReplayBuffer:
         }
 
     def load_checkpoint_state(self, state: dict) -> None:
+        if not state:
+            return
         self.position, self.size = int(state["position"]), int(state["size"])
         for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
             getattr(self, name)[: self.size] = state[name]

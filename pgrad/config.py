@@ -256,6 +256,8 @@ class OffPolicyConfig(RunConfig):
     """Hidden layer sizes of the actor and critics."""
     log_interval: int = 200
     """Write a progress row every this many training rounds."""
+    save_replay_buffer: bool = True
+    """Keep the replay buffer in checkpoints (exact resume); without it a resumed run refills it."""
 
     def validate(self) -> None:
         super().validate()

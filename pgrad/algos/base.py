@@ -193,6 +193,7 @@ class OffPolicyLoop:
         self.discrete = isinstance(env.action_space, gym.spaces.Discrete)
         self.action_shape = () if self.discrete else tuple(env.action_space.shape)
         self.buffer = ReplayBuffer(cfg.buffer_size, env.obs_shape, self.action_shape, self.discrete, device)
+        self.buffer.in_checkpoints = cfg.save_replay_buffer
         self.stats = EpisodeStats()
         self.sample_generator = torch.Generator().manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)

@@ -73,13 +73,14 @@ def run_one(job: tuple) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--only", default=None, help="run only cases whose key ('algo env [field=value]') contains this"
+        "--only", default=None, help="comma-separated: run only cases whose key ('algo env [field=value]') contains one"
     )
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one torch thread)")
     args = parser.parse_args()
     out_json = HERE / "results" / "learning.json"
     results = json.loads(out_json.read_text()) if out_json.is_file() else {}
-    cases = [c for c in CASES if not args.only or args.only in case_key(c[0], c[1], c[5])]
+    wanted = args.only.split(",") if args.only else None
+    cases = [c for c in CASES if not wanted or any(w in case_key(c[0], c[1], c[5]) for w in wanted)]
     jobs = [(algo, env, steps, seed, extra) for algo, env, steps, _, seeds, extra in cases for seed in seeds]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         rows = pool.map(run_one, jobs, chunksize=1)

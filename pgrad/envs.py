@@ -255,6 +255,14 @@ class VecEnv:
                 layer, depth = layer.env, depth + 1
 
     _SIM_TYPES = (np.ndarray, np.random.Generator, np.generic, bool, int, float, type(None))
+    _NATIVE_STATE = ("gymnasium.envs.mujoco", "gymnasium.envs.box2d")  # physics in native objects
+
+    @property
+    def exact_state(self) -> bool:
+        """Whether ``sim_state`` holds all of the sub-envs' state (not for MuJoCo or Box2D)."""
+        return hasattr(self.envs, "envs") and not any(
+            type(env.unwrapped).__module__.startswith(self._NATIVE_STATE) for env in self.envs.envs
+        )
 
     def sim_state(self) -> dict:
         """The sub-envs' own state: plain numeric attributes (e.g. CartPole's ``state``, a

@@ -154,7 +154,8 @@ class Trainer:
         tensors: dict[str, torch.Tensor] = {}
         meta: dict = {}
         capture({"loop": self.loop, "trainer": self.counters}, "run", tensors, meta)
-        capture(self.env.sim_state(), "sim", tensors, meta)
+        if self.env.exact_state:
+            capture(self.env.sim_state(), "sim", tensors, meta)
         tensors["rng.torch"] = torch.get_rng_state()
         np_state = np.random.get_state()
         tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
@@ -170,9 +171,16 @@ class Trainer:
         try:
             state = {"loop": self.loop, "trainer": self.counters}
             restore(state, "run", tensors, meta)
-            saved = {k[4:] for k in [*meta, *tensors] if k.startswith("sim.")}
-            template = {key: None for key in saved} | self.env.sim_state()
-            self.env.load_sim_state(restore({k: template[k] for k in saved}, "sim", tensors, meta))
+            if self.env.exact_state:
+                saved = {k[4:] for k in [*meta, *tensors] if k.startswith("sim.")}
+                template = {key: None for key in saved} | self.env.sim_state()
+                self.env.load_sim_state(restore({k: template[k] for k in saved}, "sim", tensors, meta))
+            elif hasattr(self.loop, "obs"):
+                self.loop.obs = None  # the simulator's state is not ours to restore: start new episodes
+                Console(stderr=True).print(
+                    f"[yellow]{self.cfg.env} keeps its physics state in native objects: resuming with new "
+                    "episodes (everything else is restored exactly)[/]"
+                )
             torch.set_rng_state(tensors["rng.torch"])
             name, pos, has_gauss, cached = meta["rng.numpy"]
             np.random.set_state(

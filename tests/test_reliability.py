@@ -291,3 +291,34 @@ def test_random_invalid_configs_raise_value_error_and_nothing_else(case):
     with pytest.raises(ValueError) as info:
         PPOConfig(**fields)
     assert type(info.value) is ValueError and name in str(info.value)
+
+
+def test_mujoco_run_resumes_with_new_episodes(tmp_path):
+    """MuJoCo's state lives in MjData, not ours to restore: a resume starts new episodes."""
+    import json
+
+    from pgrad.algos.sac import SACConfig
+    from pgrad.config import from_jsonable
+    from pgrad.train import Trainer, resume
+
+    run_dir = tmp_path / "m"
+    pgrad.train(
+        "sac",
+        env="InvertedPendulum-v5",
+        total_steps=300,
+        seed=0,
+        run_dir=str(run_dir),
+        learning_starts=100,
+        hidden_sizes=(32, 32),
+        eval_episodes=0,
+        tensorboard=False,
+        log_interval=10,
+    )
+    cfg = from_jsonable(SACConfig, json.loads((run_dir / "config.json").read_text())["config"])
+    trainer = Trainer("sac", cfg, run_dir)  # a checkpoint at step 0 of the same run
+    assert not trainer.env.exact_state
+    trainer.loop.obs = trainer.env.reset()
+    trainer.save_checkpoint(0)
+    assert "sim.env0.layer0._elapsed_steps" not in checkpoint.load_checkpoint(run_dir)[1]
+    resume(run_dir)
+    assert not (run_dir / "checkpoint.safetensors").exists() and (run_dir / "model.safetensors").is_file()

@@ -141,7 +141,8 @@ def worker(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(job["threads"])
-    case, seed = CASES[job["case"]], job["seed"]
+    case, seed = dict(CASES[job["case"]]), job["seed"]
+    case["steps"] = job.get("steps") or case["steps"]
     if job["lib"] == "pgrad":
         import csv
 
@@ -177,7 +178,7 @@ def worker(job: dict) -> dict:
         wall, steps = time.perf_counter() - start, model.num_timesteps
         eval_mean = evaluate_sb3(model, case["env"], seed)
     else:
-        wall, steps, eval_mean = floor(case, job["threads"])
+        wall, steps, eval_mean = floor(case, job["threads"], min(40_000, case["steps"]))
     return {
         "lib": job["lib"],
         "seed": seed,
@@ -249,10 +250,10 @@ def summarise(name: str, runs: list[dict], floor_sps: float) -> dict:
     }
 
 
-def write_markdown() -> None:
+def write_markdown(out: Path = RESULTS) -> None:
     rows = []
     header = None
-    for path in sorted(RESULTS.glob("*.json")):
+    for path in sorted(out.glob("*.json")):
         if path.name == "learning.json":
             continue
         data = json.loads(path.read_text())
@@ -282,7 +283,7 @@ def write_markdown() -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
     ]
-    (HERE / "RESULTS.md").write_text("\n".join(text) + "\n")
+    (out.parent / "RESULTS.md" if out == RESULTS else out / "RESULTS.md").write_text("\n".join(text) + "\n")
 
 
 def main() -> None:
@@ -291,6 +292,8 @@ def main() -> None:
     parser.add_argument("--cases", default=None, help="comma-separated case names")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=None, help="override every case's budget (harness smoke test)")
+    parser.add_argument("--out", default=str(RESULTS), help="results folder")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -298,27 +301,28 @@ def main() -> None:
         return
     names = args.cases.split(",") if args.cases else [n for n, c in CASES.items() if c["quick"] or not args.quick]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     for name in names:
         case = CASES[name]
-        floor_run = run_job({"case": name, "lib": "floor", "seed": 0, "threads": args.threads})
+        floor_run = run_job({"case": name, "lib": "floor", "seed": 0, "threads": args.threads, "steps": args.steps})
         runs = []
         for seed in seeds:
             for lib in ("pgrad", "sb3"):  # alternate: A B A B
-                run = run_job({"case": name, "lib": lib, "seed": seed, "threads": args.threads})
+                run = run_job({"case": name, "lib": lib, "seed": seed, "threads": args.threads, "steps": args.steps})
                 print(f"{name} {lib} seed {seed}: {run['sps']:,.0f} SPS, eval {run['eval_mean']:.1f}", flush=True)
                 runs.append(run)
         summary = summarise(name, runs, floor_run["sps"])
         print(
             f"{name}: pgrad/SB3 = {summary['ratio']:.2f}×, pgrad at {summary['pgrad_fraction_of_floor']:.0%} of floor"
         )
-        (RESULTS / f"{name}.json").write_text(
+        (out / f"{name}.json").write_text(
             json.dumps(
                 {
                     "case": name,
                     "env": case["env"],
                     "algo": case["algo"],
-                    "steps": case["steps"],
+                    "steps": args.steps or case["steps"],
                     "hyperparameters": case["hp"],
                     "threads": args.threads,
                     "machine": machine(),
@@ -329,7 +333,7 @@ def main() -> None:
                 indent=2,
             )
         )
-    write_markdown()
+    write_markdown(out)
 
 
 if __name__ == "__main__":

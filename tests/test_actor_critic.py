@@ -75,7 +75,7 @@ def test_actor_critic_uses_one_step_td_error():
 @pytest.mark.parametrize(
     "algo, overrides, steps, threshold",
     [
-        ("a2c", {}, 60_000, 400),
+        ("a2c", {}, 100_000, 300),
         ("ppo", {"loss": "kl_penalty"}, 50_000, 400),
         ("ppo", {"loss": "kl_dual"}, 50_000, 400),
         ("reinforce", {}, 60_000, 150),

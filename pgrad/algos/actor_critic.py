@@ -77,7 +77,7 @@ class A2C:
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
         if cfg.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(
-                self.policy.parameters(), lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps
+                self.policy.parameters(), lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps, foreach=True
             )
         else:
             self.optimizer = torch.optim.Adam(

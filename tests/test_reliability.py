@@ -322,3 +322,15 @@ def test_mujoco_run_resumes_with_new_episodes(tmp_path):
     assert "sim.env0.layer0._elapsed_steps" not in checkpoint.load_checkpoint(run_dir)[1]
     resume(run_dir)
     assert not (run_dir / "checkpoint.safetensors").exists() and (run_dir / "model.safetensors").is_file()
+
+
+def test_non_finite_parameter_is_named():
+    from pgrad.algos.base import check_finite
+    from pgrad.networks import ActorCritic
+
+    net = ActorCritic(3, 2, discrete=True)
+    check_finite({"losses/policy_loss": 0.1}, 10, net)
+    with torch.no_grad():
+        net.value_net[0].weight[0, 0] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"non-finite parameter\(s\) value_net.0.weight at step 10"):
+        check_finite({"losses/policy_loss": 0.1}, 10, net)

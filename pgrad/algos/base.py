@@ -39,11 +39,25 @@ class NonFiniteError(RuntimeError):
     """A loss or parameter became NaN/inf; the message names the step and the quantity."""
 
 
-def check_finite(metrics: dict[str, float], step: int) -> None:
-    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v) and k.startswith("losses/")]
-    bad = [k for k in bad if k != "losses/explained_variance"]
+def check_finite(metrics: dict[str, float], step: int, module: torch.nn.Module | None = None) -> None:
+    """Raise :class:`NonFiniteError` naming the step and the quantity: a loss, or a parameter of
+    ``module`` (a NaN gradient shows up there after the optimizer step)."""
+    bad = [
+        k
+        for k, v in metrics.items()
+        if k.startswith("losses/")
+        and k != "losses/explained_variance"
+        and isinstance(v, float)
+        and not math.isfinite(v)
+    ]
     if bad:
         raise NonFiniteError(f"non-finite {', '.join(bad)} at step {step}")
+    if module is not None:
+        params = list(module.named_parameters())
+        finite = torch.stack([p.detach().isfinite().all() for _, p in params])
+        if not bool(finite.all()):
+            names = [name for (name, _), ok in zip(params, finite.tolist(), strict=True) if not ok]
+            raise NonFiniteError(f"non-finite parameter(s) {', '.join(names)} at step {step}")
 
 
 class EpisodeStats:
@@ -112,7 +126,7 @@ class OnPolicyLoop:
 
             metrics = algo.update(buf, progress_remaining=1.0 - self.update / self.n_updates)
             self.update += 1
-            check_finite(metrics, self.global_step)
+            check_finite(metrics, self.global_step, algo.policy)
             on_update(self.global_step, self.stats.add(env) | metrics)
         return self.global_step
 
@@ -166,7 +180,7 @@ class EpisodeLoop:
                 obs = torch.as_tensor(next_obs, device=device)
             self.global_step += batch.length * env.n_envs
             metrics = algo.update(batch, progress_remaining=max(0.0, 1.0 - self.global_step / self.total_steps))
-            check_finite(metrics, self.global_step)
+            check_finite(metrics, self.global_step, algo.policy)
             on_update(self.global_step, self.stats.add(env) | metrics)
         return self.global_step
 
@@ -226,6 +240,6 @@ class OffPolicyLoop:
             if self.global_step >= cfg.learning_starts and self.vector_step % cfg.train_freq == 0:
                 for _ in range(cfg.gradient_steps):
                     metrics = algo.update(buffer.sample(cfg.batch_size, self.sample_generator))
-                check_finite(metrics, self.global_step)
+                check_finite(metrics, self.global_step, algo.policy)
                 on_update(self.global_step, self.stats.add(env) | metrics)
         return self.global_step

@@ -92,6 +92,7 @@ def prepare_run_dir(algo: str, cfg: RunConfig) -> Path:
             "(overwrite=True) to reuse it, or choose another --run-dir"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # an overwritten run must not resume an old one
     return run_dir
 
 

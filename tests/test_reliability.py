@@ -334,3 +334,25 @@ def test_non_finite_parameter_is_named():
         net.value_net[0].weight[0, 0] = float("inf")
     with pytest.raises(NonFiniteError, match=r"non-finite parameter\(s\) value_net.0.weight at step 10"):
         check_finite({"losses/policy_loss": 0.1}, 10, net)
+
+
+def test_overwriting_a_run_drops_its_old_checkpoint(tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    checkpoint.save_checkpoint(run_dir, {"w": torch.ones(1)}, {"global_step": 7})
+    with pytest.raises(FileExistsError):
+        pgrad.train("ppo", env="CartPole-v1", total_steps=256, run_dir=str(run_dir))
+    assert (run_dir / "checkpoint.safetensors").exists()  # untouched without --overwrite
+    pgrad.train(
+        "ppo",
+        env="CartPole-v1",
+        total_steps=256,
+        run_dir=str(run_dir),
+        overwrite=True,
+        eval_episodes=0,
+        tensorboard=False,
+        preset="none",
+        n_steps=256,
+        batch_size=64,
+    )
+    assert not (run_dir / "checkpoint.safetensors").exists()

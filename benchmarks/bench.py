@@ -102,12 +102,66 @@ CASES: dict[str, dict] = {
             "log_std_init": -1.0,
         },
     },
+    "sac-pendulum": {
+        "algo": "sac",
+        "sb3": "SAC",
+        "env": "Pendulum-v1",
+        "steps": 20_000,
+        "quick": False,
+        "hp": {"n_envs": 1, "learning_rate": 1e-3},
+    },
+    "td3-pendulum": {
+        "algo": "td3",
+        "sb3": "TD3",
+        "env": "Pendulum-v1",
+        "steps": 20_000,
+        "quick": False,
+        "hp": {
+            "n_envs": 1,
+            "gamma": 0.98,
+            "buffer_size": 200_000,
+            "learning_starts": 10_000,
+            "noise": "normal",
+            "noise_std": 0.1,
+            "train_freq": 1,
+            "gradient_steps": 1,
+            "learning_rate": 1e-3,
+            "hidden_sizes": [400, 300],
+        },
+    },
+    "ddpg-pendulum": {
+        "algo": "ddpg",
+        "sb3": "DDPG",
+        "env": "Pendulum-v1",
+        "steps": 20_000,
+        "quick": False,
+        "hp": {
+            "n_envs": 1,
+            "gamma": 0.98,
+            "buffer_size": 200_000,
+            "learning_starts": 10_000,
+            "noise": "normal",
+            "noise_std": 0.1,
+            "train_freq": 1,
+            "gradient_steps": 1,
+            "learning_rate": 1e-3,
+            "hidden_sizes": [400, 300],
+        },
+    },
 }
 
 
 def sb3_kwargs(hp: dict, total_steps: int) -> dict:
     """pgrad field names → SB3 constructor arguments (schedules as SB3 callables)."""
-    kwargs = {k: v for k, v in hp.items() if k not in ("n_envs", "lr_schedule", "clip_range_schedule", "log_std_init")}
+    dropped = ("n_envs", "lr_schedule", "clip_range_schedule", "log_std_init", "noise", "noise_std", "hidden_sizes")
+    kwargs = {k: v for k, v in hp.items() if k not in dropped}
+    if "noise" in hp:  # SB3 adds it in the same [-1, 1] action scale as pgrad
+        import numpy as np
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(1), hp["noise_std"] * np.ones(1))
+    if "hidden_sizes" in hp:
+        kwargs["policy_kwargs"] = {"net_arch": list(hp["hidden_sizes"])}
     if hp.get("lr_schedule") == "linear":
         lr = hp["learning_rate"]
         kwargs["learning_rate"] = lambda remaining: remaining * lr

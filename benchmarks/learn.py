@@ -78,12 +78,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (each uses one torch thread)")
     args = parser.parse_args()
     out_json = HERE / "results" / "learning.json"
-    results = json.loads(out_json.read_text()) if out_json.is_file() else {}
     wanted = args.only.split(",") if args.only else None
     cases = [c for c in CASES if not wanted or any(w in case_key(c[0], c[1], c[5]) for w in wanted)]
     jobs = [(algo, env, steps, seed, extra) for algo, env, steps, _, seeds, extra in cases for seed in seeds]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         rows = pool.map(run_one, jobs, chunksize=1)
+    results = json.loads(out_json.read_text()) if out_json.is_file() else {}  # merge at the end: runs may overlap
     for algo, env, steps, threshold, _seeds, extra in cases:
         case_rows = [r for job, r in zip(jobs, rows, strict=True) if job[:3] == (algo, env, steps) and job[4] == extra]
         results[case_key(algo, env, extra)] = {

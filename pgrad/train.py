@@ -9,13 +9,13 @@ import json
 import random
 import signal
 import threading
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import tomllib
 import torch
 from rich.console import Console
 from rich.table import Table

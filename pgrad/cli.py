@@ -170,6 +170,7 @@ def cmd_plot(argv: list[str]) -> int:
 
 def cmd_list(argv: list[str]) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from pgrad.algos import ALGORITHMS
@@ -181,7 +182,7 @@ def cmd_list(argv: list[str]) -> int:
     table.add_column("update")
     table.add_column("presets (env ids)")
     for name, entry in ALGORITHMS.items():
-        table.add_row(name, entry.summary, ", ".join(presets.get(name, {})) or "-")
+        table.add_row(name, escape(entry.summary), ", ".join(presets.get(name, {})) or "-")  # E[...] is not markup
     Console().print(table)
     return 0
 

@@ -188,6 +188,7 @@ def test_cli_train_eval_plot_list(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 1000
     result = cli("list")
     assert result.returncode == 0 and "ppo" in result.stdout and "CartPole-v1" in result.stdout
+    assert "E[min(r·A" in result.stdout  # rich markup must not eat the equation
 
 
 def test_cli_help_lists_every_field_with_defaults():

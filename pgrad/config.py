@@ -109,6 +109,9 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
+        for f in dataclasses.fields(self):  # flags must be real booleans: "no" is truthy
+            if f.type in ("bool", bool):
+                require(f.name, getattr(self, f.name), isinstance(getattr(self, f.name), bool), "must be True or False")
         require("env", self.env, isinstance(self.env, str) and bool(self.env), "must be a gymnasium env id")
         positive_int("total_steps", self.total_steps)
         require("seed", self.seed, _is_int(self.seed) and 0 <= self.seed < 2**31, "must be an integer in [0, 2^31)")

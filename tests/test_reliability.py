@@ -216,6 +216,7 @@ API_CASES = [
     ({"algo": "sac", "variant": "v3"}, ValueError, "variant='v3'"),
     ({"algo": "reinforce", "baseline": "median"}, ValueError, "baseline='median'"),
     ({"algo": "trpo", "target_kl": 0.0}, ValueError, "target_kl=0.0"),
+    ({"normalize_obs": "no"}, ValueError, "normalize_obs='no'"),
 ]
 
 
@@ -356,3 +357,18 @@ def test_overwriting_a_run_drops_its_old_checkpoint(tmp_path):
         batch_size=64,
     )
     assert not (run_dir / "checkpoint.safetensors").exists()
+
+
+def test_version_mismatched_checkpoint_is_refused_clearly(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file(
+        {"w": torch.ones(1)},
+        str(tmp_path / "checkpoint.safetensors"),
+        metadata={"format": "pgrad-checkpoint", "format_version": "99", "state": "{}"},
+    )
+    with pytest.raises(CheckpointError, match="format_version '99'; this pgrad reads version 1"):
+        checkpoint.load_checkpoint(tmp_path)
+    save_file({"w": torch.ones(1)}, str(tmp_path / "checkpoint.safetensors"), metadata={"format": "other"})
+    with pytest.raises(CheckpointError, match="not a pgrad checkpoint"):
+        checkpoint.load_checkpoint(tmp_path)

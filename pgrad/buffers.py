@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pgrad.estimators import gae
+
 
 class RolloutBuffer:
     """``T`` steps of ``N`` envs, written in place each step, read whole by an update.
@@ -73,6 +75,14 @@ class RolloutBuffer:
         self.next_values[-1] = last_values
         for t, (envs, values) in final_values.items():
             self.next_values[t, torch.as_tensor(envs, device=self.device)] = values
+
+    def gae(self, gamma: float, gae_lambda: float) -> tuple[Tensor, Tensor]:
+        """``estimators.gae`` on this rollout, flattened to ``[T·N]``: ``(advantages, returns)``."""
+        with torch.no_grad():
+            advantages, returns = gae(
+                self.rewards, self.values, self.next_values, self.terminated, self.truncated, gamma, gae_lambda
+            )
+        return advantages.flatten(), returns.flatten()
 
     def minibatch_indices(self, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
         """A fresh permutation of all ``T·N`` samples, cut into minibatches (CHECKLIST item 11)."""

@@ -192,6 +192,12 @@ def schedule(value: float, kind: str, progress_remaining: float) -> float:
     return value * progress_remaining if kind == "linear" else value
 
 
+def set_learning_rate(optimizer, learning_rate: float) -> None:
+    """Apply a scheduled learning rate to every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
+
+
 def to_jsonable(config: RunConfig) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 

@@ -169,6 +169,11 @@ def n_step_returns(
     return returns
 
 
+def standardize(x: Tensor) -> Tensor:
+    """``(x − mean) / (std + 1e-8)``: advantage normalisation (a single sample is left as is)."""
+    return (x - x.mean()) / (x.std() + 1e-8) if x.numel() > 1 else x
+
+
 def explained_variance(predictions: Tensor, targets: Tensor) -> Tensor:
     """``1 − Var[y − ŷ] / Var[y]``: 1 is a perfect critic, 0 no better than a constant."""
     if targets.numel() < 2:

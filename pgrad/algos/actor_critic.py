@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
-from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule
-from pgrad.estimators import explained_variance, gae, n_step_returns
+from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule, set_learning_rate
+from pgrad.estimators import explained_variance, n_step_returns, standardize
 from pgrad.networks import actor_critic_for
 
 
@@ -94,23 +94,19 @@ class A2C:
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         cfg = self.cfg
         learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate
-        with torch.no_grad():
-            if cfg.gae_lambda is None:
+        set_learning_rate(self.optimizer, learning_rate)
+        if cfg.gae_lambda is None:
+            with torch.no_grad():
                 # n-step: R_t^(n) = Σ_{k<n} γ^k r_{t+k} + γ^n V(s_{t+n});  A_t = R_t^(n) − V(s_t)
                 returns = n_step_returns(
                     buf.rewards, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.n_steps
-                )
-                advantages = returns - buf.values
-            else:
-                advantages, returns = gae(
-                    buf.rewards, buf.values, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.gae_lambda
-                )
+                ).flatten()
+                advantages = returns - buf.values.flatten()
+        else:
+            advantages, returns = buf.gae(cfg.gamma, cfg.gae_lambda)  # GAE: A_t = Σ_k (γλ)^k δ_{t+k}
         obs, actions = buf.obs.flatten(0, 1), buf.actions.flatten(0, 1)
-        advantages, returns = advantages.flatten(), returns.flatten()
-        if cfg.normalize_advantage and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if cfg.normalize_advantage:
+            advantages = standardize(advantages)
 
         dist, values = self.policy(obs)
         # actor: −E[log π(a|s) · A]   (A is a constant: the baseline V never reaches the actor's gradient)

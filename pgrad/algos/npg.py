@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
-from pgrad.config import TrustRegionConfig, schedule
-from pgrad.estimators import explained_variance, gae
+from pgrad.config import TrustRegionConfig, schedule, set_learning_rate
+from pgrad.estimators import explained_variance, standardize
 from pgrad.networks import actor_critic_for, fit_value
 from pgrad.trust_region import SurrogateProblem, flat_params, set_flat_params
 
@@ -42,14 +42,11 @@ class NPG:
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         cfg = self.cfg
-        with torch.no_grad():
-            advantages, returns = gae(
-                buf.rewards, buf.values, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.gae_lambda
-            )
+        # GAE: A_t = Σ_k (γλ)^k δ_{t+k};  returns = A + V, the critic's regression target
+        advantages, returns = buf.gae(cfg.gamma, cfg.gae_lambda)
         obs, actions = buf.obs.flatten(0, 1), buf.actions.flatten(0, 1)
-        advantages, returns = advantages.flatten(), returns.flatten()
         if cfg.normalize_advantage:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            advantages = standardize(advantages)
 
         params = self.policy.policy_parameters()
         problem = SurrogateProblem(self.policy.distribution, params, obs, actions, advantages)
@@ -60,8 +57,7 @@ class NPG:
         surrogate, kl = problem.evaluate()
 
         learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
-        for group in self.critic_optimizer.param_groups:
-            group["lr"] = learning_rate
+        set_learning_rate(self.critic_optimizer, learning_rate)
         value_loss = fit_value(
             self.policy.value, self.critic_optimizer, obs, returns, cfg.n_critic_updates, cfg.batch_size, self.generator
         )

@@ -22,8 +22,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
-from pgrad.config import OnPolicyConfig, fits_rollout, in_range, non_negative, one_of, positive, positive_int, schedule
-from pgrad.estimators import explained_variance, gae
+from pgrad.config import (
+    OnPolicyConfig,
+    fits_rollout,
+    in_range,
+    non_negative,
+    one_of,
+    positive,
+    positive_int,
+    schedule,
+    set_learning_rate,
+)
+from pgrad.estimators import explained_variance, standardize
 from pgrad.networks import actor_critic_for
 
 
@@ -97,8 +107,8 @@ def ppo_loss(
     ``kl`` is the exact per-sample KL(π_old‖π_θ), needed by the KL-penalty objectives."""
     log_ratio = log_prob - old_log_prob
     ratio = log_ratio.exp()  # r_t(θ) = π_θ(a|s) / π_θold(a|s)
-    if cfg.normalize_advantage and len(advantages) > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    if cfg.normalize_advantage:
+        advantages = standardize(advantages)  # per minibatch (CHECKLIST item 12)
 
     surrogate = ratio * advantages
     if cfg.loss == "clip":
@@ -154,17 +164,13 @@ class PPO:
         cfg = self.cfg
         learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
         clip_range = schedule(cfg.clip_range, cfg.clip_range_schedule, progress_remaining)
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate
+        set_learning_rate(self.optimizer, learning_rate)
 
-        with torch.no_grad():
-            advantages, returns = gae(
-                buf.rewards, buf.values, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.gae_lambda
-            )
+        # GAE: A_t = Σ_k (γλ)^k δ_{t+k};  returns = A + V, the critic's TD(λ) target
+        advantages, returns = buf.gae(cfg.gamma, cfg.gae_lambda)
         obs = buf.obs.flatten(0, 1)
         actions = buf.actions.flatten(0, 1)
         old_log_probs, old_values = buf.log_probs.flatten(), buf.values.flatten()
-        advantages, returns = advantages.flatten(), returns.flatten()
 
         penalised = cfg.loss != "clip"
         if penalised:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from pgrad.buffers import EpisodeBuffer
-from pgrad.config import PolicyConfig, one_of, positive, positive_int, schedule
+from pgrad.config import PolicyConfig, one_of, positive, positive_int, schedule, set_learning_rate
 from pgrad.estimators import episode_returns, explained_variance, reward_to_go, steps_in_episode
 from pgrad.networks import actor_critic_for, fit_value
 
@@ -138,8 +138,7 @@ class Reinforce:
     def update(self, batch: EpisodeBuffer, progress_remaining: float) -> dict[str, float]:
         cfg = self.cfg
         learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate
+        set_learning_rate(self.optimizer, learning_rate)
         valid = batch.valid
         n_episodes = (batch.dones & valid).sum()
         with torch.no_grad():

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
+import torch
 from gymnasium import spaces
+
+
+@pytest.fixture
+def float64():
+    """torch's default dtype float64 for the duration of a test (math checked to 1e-10 and below)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 class ConstantRewardEnv(gym.Env):

@@ -11,13 +11,7 @@ import torch.distributions as td
 
 from pgrad.distributions import Categorical, DiagGaussian, TanhGaussian
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # conftest: float64 for exact comparisons
 
 
 def test_categorical_matches_torch():

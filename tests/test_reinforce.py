@@ -15,12 +15,7 @@ from pgrad.networks import ActorCritic
 GAMMA = 0.9
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # conftest: float64 for exact comparisons
 
 
 def fixed_batch():

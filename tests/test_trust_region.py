@@ -19,13 +19,7 @@ from pgrad.trust_region import (
     set_flat_params,
 )
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # conftest: float64 for exact comparisons
 
 
 def tiny_policy(discrete: bool, seed: int = 0) -> ActorCritic:

@@ -1,4 +1,4 @@
-"""The ``pgrad`` command: train, eval, plot, list.
+"""The ``pgrad`` command: train, eval, plot, list, lab.
 
 ``pgrad train ALGO`` is generated from the algorithm's config dataclass by tyro, so every
 hyperparameter is a flag with its default and help text; the (algo, env) preset is applied first
@@ -24,6 +24,7 @@ commands:
   eval RUN_DIR [--episodes 10] [--video out.mp4]                                  evaluate a saved agent
   plot RUN_DIR... [-o curves.png]                                                 learning curves
   list                                                                            algorithms and presets
+  lab variance|theory [--mdp chain] [...]                                         exact-gradient estimator lab
 
 `pgrad train ALGO --help` lists every hyperparameter of ALGO."""
 
@@ -187,7 +188,13 @@ def cmd_list(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list}
+def cmd_lab(argv: list[str]) -> int:
+    from pgrad.lab.cli import main as lab_main
+
+    return lab_main(argv)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list, "lab": cmd_lab}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,distributed]"
 	touch $(STAMP)
 
 # Train PPO on CartPole-v1 for 100k steps (the shipped preset), then evaluate the saved agent.
@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 # Everything CI runs: unit tests, math references and short seeded learning tests.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pgrad tests benchmarks && $(VENV)/bin/ruff format --check pgrad tests benchmarks
@@ -31,6 +31,7 @@ learn: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py --quick
+	$(PY) benchmarks/distributed.py
 
 bench-full: $(STAMP)
 	$(PY) benchmarks/bench.py

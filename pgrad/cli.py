@@ -12,8 +12,10 @@ import contextlib
 import dataclasses
 import io
 import json
+import math
 import re
 import sys
+import time
 from pathlib import Path
 
 USAGE = """usage: pgrad <command> ...
@@ -22,8 +24,9 @@ commands:
   train ALGO [--env ENV] [--total-steps N] [--seed S] [--preset auto|none] [FLAGS]   train an agent
   train --resume RUN_DIR                                                          continue from its checkpoint
   eval RUN_DIR [--episodes 10] [--video out.mp4]                                  evaluate a saved agent
-  plot RUN_DIR... [-o curves.png]                                                 learning curves
+  plot RUN_OR_SWEEP_DIR... [-o curves.png]                                        learning curves (mean ± std over seeds)
   list                                                                            algorithms and presets
+  sweep ALGO --seeds 0,1,2 [--grid FIELD=V1,V2]... [--set FIELD=V]...             seeds × grid on Ray
   lab variance|theory [--mdp chain] [...]                                         exact-gradient estimator lab
 
 `pgrad train ALGO --help` lists every hyperparameter of ALGO."""
@@ -162,10 +165,16 @@ def cmd_plot(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from pgrad.plotting import plot_runs
 
+    runs = []
     for run in args.run_dirs:
-        if not (Path(run) / "progress.csv").is_file():
-            raise UsageError(f"{run!r} is not a pgrad run directory (no progress.csv)")
-    print(plot_runs(args.run_dirs, args.output, args.metric))
+        if (Path(run) / "sweep.json").is_file():  # a sweep: its trials, seeds grouped into mean ± std
+            trials = json.loads((Path(run) / "sweep.json").read_text())["trials"]
+            runs += [t["run_dir"] for t in trials if (Path(t["run_dir"]) / "progress.csv").is_file()]
+        elif (Path(run) / "progress.csv").is_file():
+            runs.append(run)
+        else:
+            raise UsageError(f"{run!r} is not a pgrad run or sweep directory (no progress.csv or sweep.json)")
+    print(plot_runs(runs, args.output, args.metric))
     return 0
 
 
@@ -188,13 +197,79 @@ def cmd_list(argv: list[str]) -> int:
     return 0
 
 
+def cmd_sweep(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pgrad sweep",
+        description="Train every (grid point, seed) as a Ray task; one run directory per trial and a summary.",
+    )
+    parser.add_argument("algo")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--total-steps", type=int, default=None)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2", help="a swept config field")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a fixed config field")
+    parser.add_argument("--sweep-dir", default=None, help="default runs/sweep-<algo>-<env>-<time>")
+    parser.add_argument("--ray-address", default=None, help="join this Ray cluster (default: a local runtime)")
+    args = parser.parse_args(argv)
+    from rich.console import Console
+    from rich.table import Table
+
+    from pgrad.distributed import parse_value, run_sweep
+
+    def pairs(items: list[str], flag: str) -> dict[str, str]:
+        out = {}
+        for item in items:
+            if "=" not in item:
+                raise UsageError(f"{flag} {item!r} is invalid: write FIELD=VALUE")
+            key, value = item.split("=", 1)
+            out[key.strip().replace("-", "_")] = value
+        return out
+
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {args.seeds!r} is invalid: a comma-separated list of integers") from None
+    grid = {k: [parse_value(v) for v in values.split(",")] for k, values in pairs(args.grid, "--grid").items()}
+    fixed = {k: parse_value(v) for k, v in pairs(args.set, "--set").items()}
+    if args.total_steps is not None:
+        fixed["total_steps"] = args.total_steps
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    sweep_dir = Path(args.sweep_dir or f"runs/sweep-{args.algo}-{args.env}-{stamp}")
+    console = Console()
+    n_trials = len(seeds) * math.prod(len(v) for v in grid.values())
+    console.print(f"sweep: {n_trials} trials of {args.algo} on {args.env} -> {sweep_dir}")
+
+    def done(trial: dict) -> None:
+        result = trial.get("error") or f"eval {trial['eval_mean']:.1f} ± {trial['eval_std']:.1f}"
+        console.print(f"  {Path(trial['run_dir']).name}: {result} ({trial['seconds']:.0f} s)")
+
+    record = run_sweep(args.algo, args.env, seeds, grid, fixed, sweep_dir, args.ray_address, on_done=done)
+    table = Table(title=f"sweep {args.algo} on {args.env} ({len(seeds)} seeds per point)")
+    for column in ("parameters", "eval return mean ± std", "min", "failed"):
+        table.add_column(column)
+    for row in record["summary"]:
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items()) or "(preset)"
+        score = "-" if row["mean"] is None else f"{row['mean']:.1f} ± {row['std']:.1f}"
+        table.add_row(params, score, "-" if row["min"] is None else f"{row['min']:.1f}", str(row["failed"]))
+    console.print(table)
+    console.print(f"wrote {sweep_dir / 'sweep.json'}, {sweep_dir / 'summary.md'}; curves: pgrad plot {sweep_dir}")
+    return 1 if any(row["failed"] for row in record["summary"]) else 0
+
+
 def cmd_lab(argv: list[str]) -> int:
     from pgrad.lab.cli import main as lab_main
 
     return lab_main(argv)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list, "lab": cmd_lab}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "plot": cmd_plot,
+    "list": cmd_list,
+    "sweep": cmd_sweep,
+    "lab": cmd_lab,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

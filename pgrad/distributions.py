@@ -19,6 +19,45 @@ from torch import Tensor
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def env_seed(seed: int, env_index: int) -> int:
+    """A 63-bit seed for environment ``env_index`` of a run seeded ``seed`` (SeedSequence-mixed,
+    so (seed, i) and (seed', j) streams do not overlap the way ``seed + i`` ones would)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence(seed, spawn_key=(env_index,)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class EnvGenerators:
+    """Action randomness with one seeded stream per environment.
+
+    Row ``k`` of a batch of states belongs to environment ``env_ids[k]``, and its noise comes from
+    that environment's own generator. So env ``i``'s actions depend only on ``(seed, i)`` and the
+    policy, never on how many envs share a process: splitting the envs over rollout workers
+    (``pgrad.distributed``) reproduces a single-process run sample for sample.
+    """
+
+    def __init__(self, seed: int, env_ids, device: torch.device | str = "cpu"):
+        self.env_ids = [int(i) for i in env_ids]
+        # str keys: pgrad.state captures a dict of generators entry by entry
+        self.streams = {str(i): torch.Generator(device).manual_seed(env_seed(seed, i)) for i in self.env_ids}
+
+    def draw(self, kind: str, shape: torch.Size, like: Tensor) -> Tensor:
+        """Noise of ``shape`` = ``[len(env_ids), ...]``: ``kind`` is ``"uniform"`` or ``"normal"``."""
+        if shape[0] != len(self.env_ids):
+            raise ValueError(f"a batch of {shape[0]} states for {len(self.env_ids)} environments' generators")
+        fn = torch.rand if kind == "uniform" else torch.randn
+        return torch.stack(
+            [fn(shape[1:], generator=g, dtype=like.dtype, device=like.device) for g in self.streams.values()]
+        )
+
+
+def _noise(kind: str, like: Tensor, generator: torch.Generator | EnvGenerators | None) -> Tensor:
+    if isinstance(generator, EnvGenerators):
+        return generator.draw(kind, like.shape, like)
+    fn = torch.rand if kind == "uniform" else torch.randn
+    return fn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
 class Categorical:
     """Categorical over ``A`` actions from logits ``[B, A]``; actions are int64 ``[B]``."""
 
@@ -29,10 +68,10 @@ class Categorical:
     def probs(self) -> Tensor:
         return self.logits.exp()
 
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, generator: torch.Generator | EnvGenerators | None = None) -> Tensor:
         # Gumbel-max: argmax_a (log π(a|s) + G_a), G_a = −log(−log U_a), is an exact sample of π
         # (2-3x faster on CPU than torch.multinomial for the small batches of acting).
-        u = torch.rand(self.logits.shape, generator=generator, dtype=self.logits.dtype, device=self.logits.device)
+        u = _noise("uniform", self.logits, generator)
         return (self.logits - (-u.log()).log()).argmax(dim=-1)
 
     def mode(self) -> Tensor:
@@ -45,12 +84,20 @@ class Categorical:
         # H = −Σ_a π(a|s) log π(a|s)
         return -(self.probs * self.logits).sum(-1)
 
+    @classmethod
+    def _normalised(cls, log_probs: Tensor) -> Categorical:
+        """From log-probabilities that are already normalised (no second log-softmax, whose
+        rounding would move them by an ulp)."""
+        dist = cls.__new__(cls)
+        dist.logits = log_probs
+        return dist
+
     def __getitem__(self, index) -> Categorical:
-        return Categorical(self.logits[index])
+        return Categorical._normalised(self.logits[index])
 
     def detach(self) -> Categorical:
         """A frozen copy: later in-place changes to the network do not reach it."""
-        return Categorical(self.logits.detach().clone())
+        return Categorical._normalised(self.logits.detach().clone())
 
     def kl(self, other: Categorical) -> Tensor:
         # KL(p‖q) = Σ_a p(a) (log p(a) − log q(a))
@@ -69,12 +116,12 @@ class DiagGaussian:
         self.log_std = log_std.expand_as(mean)
         self.std = self.log_std.exp()
 
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, generator: torch.Generator | EnvGenerators | None = None) -> Tensor:
         with torch.no_grad():
             return self.rsample(generator)
 
-    def rsample(self, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+    def rsample(self, generator: torch.Generator | EnvGenerators | None = None) -> Tensor:
+        noise = _noise("normal", self.mean, generator)
         return self.mean + self.std * noise  # a = μ + σ ε, ε ~ N(0, I)
 
     def mode(self) -> Tensor:

@@ -38,6 +38,25 @@ def experiment_key(run_dir: str | Path) -> str:
     return json.dumps({"algo": data["algo"], **values}, sort_keys=True)
 
 
+def _differing_fields(keys: list[str]) -> list[str]:
+    """The config fields whose values differ between experiments (e.g. a sweep's grid)."""
+    configs = []
+    for key in keys:
+        try:
+            configs.append(json.loads(key))
+        except json.JSONDecodeError:
+            return []
+    names = sorted({k for c in configs for k in c})
+    return [n for n in names if len({json.dumps(c.get(n)) for c in configs}) > 1]
+
+
+def _differences(key: str, fields: list[str]) -> str:
+    if not fields:
+        return ""
+    config = json.loads(key)
+    return " " + ", ".join(f"{n}={config.get(n)}" for n in fields)
+
+
 def _label(run_dirs: list[Path]) -> str:
     path = run_dirs[0] / "config.json"
     if path.is_file():
@@ -60,16 +79,18 @@ def plot_runs(
     groups: dict[str, list[Path]] = defaultdict(list)
     for run in run_dirs:
         groups[experiment_key(run)].append(Path(run))
+    differing = _differing_fields(list(groups))
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for runs in groups.values():
+    for key, runs in groups.items():
+        label = _label(runs) + _differences(key, differing)
         curves = [read_curve(r, metric) for r in runs]
         if len(curves) == 1:
-            ax.plot(*curves[0], label=_label(runs))
+            ax.plot(*curves[0], label=label)
             continue
         grid = np.linspace(0, min(c[0][-1] for c in curves), 200)
         ys = np.stack([np.interp(grid, steps, values) for steps, values in curves])
         mean, std = np.nanmean(ys, 0), np.nanstd(ys, 0)
-        (line,) = ax.plot(grid, mean, label=_label(runs))
+        (line,) = ax.plot(grid, mean, label=label)
         ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.25)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(metric.split("/")[-1].replace("_", " "))

@@ -23,8 +23,11 @@ SKIP = {"cfg", "device", "spec", "observation_space", "action_space", "envs"}
 
 
 def _children(obj: Any) -> list[tuple[str, Any]]:
+    wiring = getattr(obj, "not_state", ())  # a class's own list of attributes that are wiring, not state
     return sorted(
-        (k, v) for k, v in vars(obj).items() if k not in SKIP and (isinstance(v, nn.Module) or not callable(v))
+        (k, v)
+        for k, v in vars(obj).items()
+        if k not in SKIP and k not in wiring and (isinstance(v, nn.Module) or not callable(v))
     )
 
 

@@ -139,6 +139,14 @@ class Trainer:
             self.loop = EpisodeLoop(algorithm, self.env, cfg.episodes_per_update, cfg.total_steps, self.device)
         elif self.entry.loop == "off_policy":
             self.loop = OffPolicyLoop(algorithm, self.env, cfg, self.device)
+        elif self.entry.loop == "async":
+            from pgrad.distributed import AsyncGradientLoop
+
+            self.loop = AsyncGradientLoop(algorithm, self.env, cfg, self.device, action_mode)
+        elif getattr(cfg, "workers", 0):
+            from pgrad.distributed import DistributedOnPolicyLoop
+
+            self.loop = DistributedOnPolicyLoop(algorithm, self.env, cfg, self.device, action_mode)
         else:
             self.loop = OnPolicyLoop(algorithm, self.env, cfg.n_steps, cfg.total_steps, self.device)
         self.counters = {"updates": 0, "next_eval": cfg.eval_every, "next_checkpoint": cfg.checkpoint_every}

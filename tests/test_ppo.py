@@ -161,7 +161,9 @@ def test_continuous_actions_store_unclipped_samples(tmp_path):
     env = make_vec_env(cfg.env, cfg.n_envs, cfg.seed)
     algo = PPO(cfg, env.observation_space, env.action_space, torch.device("cpu"))
     with torch.inference_mode():
-        actions, log_probs, _ = algo.act(torch.as_tensor(np.tile(env.reset(), (32, 1))))
+        actions, log_probs, _ = algo.policy.act(
+            torch.as_tensor(np.tile(env.reset(), (32, 1))), torch.Generator().manual_seed(0)
+        )
     assert actions.abs().max() > 2.0  # outside Pendulum's [-2, 2] with σ = e
     dist = algo.policy.distribution(torch.as_tensor(np.tile(env.reset(), (32, 1))))
     torch.testing.assert_close(dist.log_prob(actions), log_probs)

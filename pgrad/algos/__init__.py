@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from pgrad.algos.actor_critic import A2C, A2CConfig, ActorCriticConfig
+from pgrad.algos.actor_critic import A2C, A2CConfig, A3CConfig, ActorCriticConfig
 from pgrad.algos.ddpg import DDPG, DDPGConfig
 from pgrad.algos.npg import NPG, NPGConfig
 from pgrad.algos.ppo import PPO, PPOConfig
@@ -46,6 +46,13 @@ ALGORITHMS: dict[str, AlgoEntry] = {
         A2C,
         "on_policy",
         "A2C: ∇log π(a|s)·(R^(n) − V(s)), n-step returns (or GAE) from parallel envs, RMSprop",
+    ),
+    "a3c": AlgoEntry(
+        "a3c",
+        A3CConfig,
+        A2C,
+        "async",
+        "A3C: A2C's n-step gradient ∇log π(a|s)·(R^(n) − V(s)) computed by asynchronous Ray workers on their own envs, applied as it arrives",
     ),
     "ppo": AlgoEntry(
         "ppo",

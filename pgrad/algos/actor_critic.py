@@ -22,6 +22,7 @@ from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
 from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule, set_learning_rate
+from pgrad.distributions import EnvGenerators
 from pgrad.estimators import explained_variance, n_step_returns, standardize
 from pgrad.networks import actor_critic_for
 
@@ -58,6 +59,22 @@ class A2CConfig(OnPolicyConfig):
 
 
 @dataclass(frozen=True)
+class A3CConfig(A2CConfig):
+    """A3C: asynchronous Ray workers, each computing the n-step actor-critic gradient on its own
+    envs' rollout; the learner applies each gradient as it arrives (``pgrad.distributed``)."""
+
+    workers: int = 2
+    """Ray workers computing gradients in parallel; the n_envs envs are split evenly among them."""
+    log_interval: int = 50
+    """Write a progress row every this many updates (one update per arriving gradient here)."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.workers < 1:
+            raise ValueError(f"workers={self.workers} is invalid: a3c needs at least 1 Ray worker")
+
+
+@dataclass(frozen=True)
 class ActorCriticConfig(A2CConfig):
     """Vanilla actor-critic: the one-step TD error as advantage, an update after every vector step."""
 
@@ -83,7 +100,7 @@ class A2C:
             self.optimizer = torch.optim.Adam(
                 self.policy.parameters(), lr=cfg.learning_rate, eps=cfg.optimizer_eps, fused=True
             )
-        self.action_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
+        self.action_generator = EnvGenerators(cfg.seed + 1, range(cfg.n_envs), device)  # one stream per env
 
     def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.policy.act(obs, self.action_generator)
@@ -92,9 +109,24 @@ class A2C:
         return self.policy.value(obs)
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
-        cfg = self.cfg
-        learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
+        learning_rate = schedule(self.cfg.learning_rate, self.cfg.lr_schedule, progress_remaining)
+        loss, metrics = self.loss(buf)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.step(learning_rate)
+        metrics["charts/learning_rate"] = learning_rate
+        return metrics
+
+    def step(self, learning_rate: float) -> None:
+        """Clip the gradient in ``.grad`` and take the optimizer step (A3C's learner calls this too)."""
         set_learning_rate(self.optimizer, learning_rate)
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+
+    def loss(self, buf: RolloutBuffer) -> tuple[Tensor, dict[str, float]]:
+        """The actor-critic loss of one rollout and its metrics (no step taken)."""
+        cfg = self.cfg
         if cfg.gae_lambda is None:
             with torch.no_grad():
                 # n-step: R_t^(n) = Σ_{k<n} γ^k r_{t+k} + γ^n V(s_{t+n});  A_t = R_t^(n) − V(s_t)
@@ -116,16 +148,9 @@ class A2C:
         entropy = dist.entropy().mean()
         loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
 
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
-
         terms = torch.stack([policy_loss, value_loss, entropy, loss]).detach().tolist()
         metrics = {
             f"losses/{k}": v for k, v in zip(("policy_loss", "value_loss", "entropy", "loss"), terms, strict=True)
         }
         metrics["losses/explained_variance"] = float(explained_variance(buf.values.flatten(), returns))
-        metrics["charts/learning_rate"] = learning_rate
-        return metrics
+        return loss, metrics

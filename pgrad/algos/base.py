@@ -69,7 +69,9 @@ class EpisodeStats:
         self.episodes = 0
 
     def add(self, env: VecEnv) -> dict[str, float]:
-        returns, lengths = env.pop_episodes()
+        return self.add_episodes(*env.pop_episodes())
+
+    def add_episodes(self, returns: list[float], lengths: list[int]) -> dict[str, float]:
         self.episodes += len(returns)
         self.returns.extend(returns)
         self.lengths.extend(lengths)
@@ -99,35 +101,42 @@ class OnPolicyLoop:
         self.update = self.global_step = 0
         self.obs: np.ndarray | None = None
 
-    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
+    def collect(self) -> tuple[list[float], list[int]]:
+        """Fill the buffer with one rollout (and its bootstrap values); return the returns and
+        lengths of the episodes that ended in it."""
         algo, env, buf, device = self.algo, self.env, self.buf, self.device
         if self.obs is None:
             self.obs = env.reset()
-        while self.update < self.n_updates:
-            obs = torch.as_tensor(self.obs, device=device)
-            final_values: dict[int, tuple[np.ndarray, Tensor]] = {}
-            for t in range(self.n_steps):
-                with torch.inference_mode():
-                    actions, log_probs, values = algo.act(obs)
-                next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions.cpu().numpy())
-                buf.store(t, obs, actions, log_probs, values, rewards, terminated, truncated)
-                cut = truncated & ~terminated
-                if cut.any():
-                    # Truncation is not termination: bootstrap from V of the real final observation.
-                    envs = np.flatnonzero(cut)
-                    with torch.inference_mode():
-                        final_values[t] = (envs, algo.value(torch.as_tensor(real_next_obs[envs], device=device)))
-                obs = torch.as_tensor(next_obs, device=device)
-            self.obs = next_obs
-            self.global_step += self.n_steps * env.n_envs
+        obs = torch.as_tensor(self.obs, device=device)
+        final_values: dict[int, tuple[np.ndarray, Tensor]] = {}
+        for t in range(self.n_steps):
             with torch.inference_mode():
-                last_values = algo.value(obs)
-            buf.finish(last_values, final_values)
+                actions, log_probs, values = algo.act(obs)
+            next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions.cpu().numpy())
+            buf.store(t, obs, actions, log_probs, values, rewards, terminated, truncated)
+            cut = truncated & ~terminated
+            if cut.any():
+                # Truncation is not termination: bootstrap from V of the real final observation.
+                # (All N rows go through the network, so each row's arithmetic is the same as in a
+                # rollout worker that holds a slice of the envs: see pgrad.distributed.)
+                envs = np.flatnonzero(cut)
+                with torch.inference_mode():
+                    final_values[t] = (envs, algo.value(torch.as_tensor(real_next_obs, device=device))[envs])
+            obs = torch.as_tensor(next_obs, device=device)
+        self.obs = next_obs
+        with torch.inference_mode():
+            last_values = algo.value(obs)
+        buf.finish(last_values, final_values)
+        return env.pop_episodes()
 
-            metrics = algo.update(buf, progress_remaining=1.0 - self.update / self.n_updates)
+    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
+        while self.update < self.n_updates:
+            episode_stats = self.stats.add_episodes(*self.collect())
+            self.global_step += self.n_steps * self.buf.n_envs
+            metrics = self.algo.update(self.buf, progress_remaining=1.0 - self.update / self.n_updates)
             self.update += 1
-            check_finite(metrics, self.global_step, algo.policy)
-            on_update(self.global_step, self.stats.add(env) | metrics)
+            check_finite(metrics, self.global_step, self.algo.policy)
+            on_update(self.global_step, episode_stats | metrics)
         return self.global_step
 
 

@@ -33,6 +33,7 @@ from pgrad.config import (
     schedule,
     set_learning_rate,
 )
+from pgrad.distributions import EnvGenerators
 from pgrad.estimators import explained_variance, standardize
 from pgrad.networks import actor_critic_for
 
@@ -152,7 +153,7 @@ class PPO:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=1e-5, fused=True)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # minibatch shuffles
         self.kl_coef = cfg.kl_coef  # β of the KL-penalty objectives, adapted after each update
-        self.action_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
+        self.action_generator = EnvGenerators(cfg.seed + 1, range(cfg.n_envs), device)  # one stream per env
 
     def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.policy.act(obs, self.action_generator)

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
 from pgrad.config import TrustRegionConfig, in_range, positive_int, schedule, set_learning_rate
+from pgrad.distributions import EnvGenerators
 from pgrad.estimators import explained_variance, standardize
 from pgrad.networks import actor_critic_for, fit_value
 from pgrad.trust_region import SurrogateProblem, backtracking_line_search
@@ -43,7 +44,7 @@ class TRPO:
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
         self.critic_optimizer = torch.optim.Adam(self.policy.value_parameters(), lr=cfg.learning_rate, fused=True)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.action_generator = torch.Generator(device).manual_seed(cfg.seed + 1)
+        self.action_generator = EnvGenerators(cfg.seed + 1, range(cfg.n_envs), device)  # one stream per env
 
     def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.policy.act(obs, self.action_generator)

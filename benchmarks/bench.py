@@ -286,7 +286,7 @@ def write_markdown(out: Path = RESULTS) -> None:
     rows = []
     header = None
     for path in sorted(out.glob("*.json")):
-        if path.name == "learning.json":
+        if path.name in ("learning.json", "distributed.json"):
             continue
         data = json.loads(path.read_text())
         s = data["summary"]
@@ -315,6 +315,24 @@ def write_markdown(out: Path = RESULTS) -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
     ]
+    distributed = out / "distributed.json"
+    if distributed.is_file():  # benchmarks/distributed.py
+        d = json.loads(distributed.read_text())
+        text += [
+            "",
+            "## Ray rollout workers (`benchmarks/distributed.py`)",
+            "",
+            f"PPO CartPole-v1, {d['steps']:,} steps, {d['n_envs']} envs, seed 0, {d['repeats']} repeats each; "
+            f"machine: {d['machine']}. The runs are identical sample for sample; only the clock differs.",
+            "",
+            "| workers | SPS | vs in-process | eval |",
+            "| --- | --- | --- | --- |",
+            *(
+                f"| {r['workers'] or 'in-process'} | {r['sps']:,.0f} | {r['ratio_to_in_process']:.2f}× "
+                f"| {statistics.fmean(r['eval']):.1f} |"
+                for r in d["rows"]
+            ),
+        ]
     (out.parent / "RESULTS.md" if out == RESULTS else out / "RESULTS.md").write_text("\n".join(text) + "\n")
 
 

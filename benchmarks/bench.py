@@ -332,6 +332,13 @@ def write_markdown(out: Path = RESULTS) -> None:
                 f"| {statistics.fmean(r['eval']):.1f} |"
                 for r in d["rows"]
             ),
+            "",
+            "How it scales: a worker takes the env stepping and acting off the learner, and costs a weight",
+            "broadcast and a rollout transfer per update. PPO on CartPole is update-bound (see the table above)",
+            "and its rollouts are small (8 × 32 steps), so on a machine whose cores the learner and the workers",
+            "must share, workers cost more than they save. They pay off where stepping the envs dominates",
+            "(MuJoCo, Box2D, long rollouts) and the workers have cores of their own. A 16-core measurement",
+            "needs the device tool's machine, which was not lent to the session that wrote this.",
         ]
     (out.parent / "RESULTS.md" if out == RESULTS else out / "RESULTS.md").write_text("\n".join(text) + "\n")
 

@@ -90,7 +90,7 @@ class RolloutWorker:
         env = self.env
         return {
             "obs": self.obs,
-            "generators": {k: g.get_state() for k, g in self.generators.streams.items()},
+            "generators": self.generators.checkpoint_state(),
             "sim": env.sim_state() if env.exact_state else None,
             "episode": (env._ep_return.copy(), env._ep_length.copy()),
         }
@@ -99,8 +99,7 @@ class RolloutWorker:
         if state is None:
             return
         self.obs = state["obs"]
-        for k, s in state["generators"].items():
-            self.generators.streams[k].set_state(s)
+        self.generators.load_checkpoint_state(state["generators"])
         if state["sim"] is not None:
             self.env.load_sim_state(state["sim"])
         elif self.obs is not None:

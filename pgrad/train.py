@@ -135,7 +135,11 @@ class Trainer:
             to_jsonable(cfg),
         )
         self.agent.run_dir = run_dir
-        if self.entry.loop == "episodes":
+        if self.entry.loop == "episodes" and cfg.workers:
+            from pgrad.distributed import DistributedEpisodeLoop
+
+            self.loop = DistributedEpisodeLoop(algorithm, self.env, cfg, self.device, action_mode)
+        elif self.entry.loop == "episodes":
             self.loop = EpisodeLoop(algorithm, self.env, cfg.episodes_per_update, cfg.total_steps, self.device)
         elif self.entry.loop == "off_policy":
             self.loop = OffPolicyLoop(algorithm, self.env, cfg, self.device)

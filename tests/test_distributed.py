@@ -13,7 +13,7 @@ import torch
 
 import pgrad
 from pgrad.cli import main as cli_main
-from pgrad.distributed import DistributedOnPolicyLoop, env_slices, init_ray, plan_sweep
+from pgrad.distributed import WorkerPool, env_slices, init_ray, plan_sweep
 from pgrad.distributions import Categorical, DiagGaussian, EnvGenerators
 
 pytestmark = pytest.mark.xdist_group("ray")
@@ -60,6 +60,7 @@ SHORT = dict(env="CartPole-v1", seed=3, n_envs=4, tensorboard=False, eval_episod
         ("ppo", dict(total_steps=8192, n_steps=256, batch_size=256)),
         ("a2c", dict(total_steps=4000, n_steps=5)),
         ("trpo", dict(total_steps=4096, n_steps=256, batch_size=256)),
+        ("reinforce", dict(total_steps=6000, episodes_per_update=8, baseline="value")),
     ],
 )
 def test_distributed_sampling_equals_single_process(ray_runtime, tmp_path, algo, fields):
@@ -71,24 +72,30 @@ def test_distributed_sampling_equals_single_process(ray_runtime, tmp_path, algo,
     assert single.evaluation.returns == split.evaluation.returns
 
 
-def test_a_killed_worker_is_replaced_and_its_rollout_recollected(ray_runtime, tmp_path, monkeypatch):
-    fields = dict(total_steps=6144, n_steps=128, batch_size=256)
-    reference = pgrad.train("ppo", run_dir=str(tmp_path / "ref"), **SHORT, **fields)
-    killed, original = [], DistributedOnPolicyLoop._gather
+@pytest.mark.parametrize(
+    "algo,fields,phase",
+    [
+        ("ppo", dict(total_steps=6144, n_steps=128, batch_size=256), "rollout"),
+        # REINFORCE's second phase: the replacement must replay the first (whole episodes) to get there
+        ("reinforce", dict(total_steps=6000, episodes_per_update=8), "pad"),
+    ],
+)
+def test_a_killed_worker_is_replaced_and_its_data_recollected(ray_runtime, tmp_path, monkeypatch, algo, fields, phase):
+    reference = pgrad.train(algo, run_dir=str(tmp_path / "ref"), **SHORT, **fields)
+    updates, pools, original = [], [], WorkerPool.gather
 
-    def gather_killing_a_worker(self, weights):
-        if self.update == 3 and not killed:
-            pid = ray_runtime.get(self.workers[0].pid.remote())
-            ray_runtime.kill(self.workers[0])  # the actor's process dies between rollouts
-            killed.append(pid)
-        results = original(self, weights)
-        killed.append(self.restarts) if self.update == 3 else None
-        return results
+    def gather_killing_a_worker(self, method, args):
+        if method == phase:
+            updates.append(1)
+            if len(updates) == 3:
+                ray_runtime.kill(self.workers[0])  # the actor's process dies between two calls
+                pools.append(self)
+        return original(self, method, args)
 
-    monkeypatch.setattr(DistributedOnPolicyLoop, "_gather", gather_killing_a_worker)
-    run = pgrad.train("ppo", run_dir=str(tmp_path / "killed"), workers=2, **SHORT, **fields)
-    assert killed[1] == 1  # one restart
-    # the replacement got the dead worker's state, so its re-collected rollout is the same one
+    monkeypatch.setattr(WorkerPool, "gather", gather_killing_a_worker)
+    run = pgrad.train(algo, run_dir=str(tmp_path / "killed"), workers=2, **SHORT, **fields)
+    assert pools and pools[0].restarts == 1
+    # the replacement got the dead worker's state, so the data it re-collected are the same
     a, b = reference.policy.state_dict(), run.policy.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -168,29 +168,36 @@ class EpisodeLoop:
         self.global_step = 0
         self.started = False
 
-    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
+    def collect(self) -> tuple[list[float], list[int]]:
+        """Fill the batch with every env's quota of whole episodes; return the returns and lengths
+        of all episodes that ended meanwhile."""
         algo, env, batch, device = self.algo, self.env, self.batch, self.device
+        # The first reset seeds the envs; later ones start fresh episodes, the RNG continuing.
+        obs_np = env.reset(seed=None) if self.started else env.reset()
+        self.started = True
+        batch.clear()
+        finished = np.zeros(env.n_envs, np.int64)
+        obs = torch.as_tensor(obs_np, device=device)
+        while (finished < self.quota).any():
+            active = finished < self.quota
+            with torch.inference_mode():
+                actions, _, _ = algo.act(obs)
+            next_obs, rewards, terminated, truncated, _ = env.step(actions.cpu().numpy())
+            # A time-limit cut ends the episode of the finite-horizon objective REINFORCE estimates.
+            dones = terminated | truncated
+            batch.store(obs, actions, rewards, dones, active)
+            finished += dones & active
+            obs = torch.as_tensor(next_obs, device=device)
+        return env.pop_episodes()
+
+    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
         while self.global_step < self.total_steps:
-            # The first reset seeds the envs; later ones start fresh episodes, the RNG continuing.
-            obs_np = env.reset(seed=None) if self.started else env.reset()
-            self.started = True
-            batch.clear()
-            finished = np.zeros(env.n_envs, np.int64)
-            obs = torch.as_tensor(obs_np, device=device)
-            while (finished < self.quota).any():
-                active = finished < self.quota
-                with torch.inference_mode():
-                    actions, _, _ = algo.act(obs)
-                next_obs, rewards, terminated, truncated, _ = env.step(actions.cpu().numpy())
-                # A time-limit cut ends the episode of the finite-horizon objective REINFORCE estimates.
-                dones = terminated | truncated
-                batch.store(obs, actions, rewards, dones, active)
-                finished += dones & active
-                obs = torch.as_tensor(next_obs, device=device)
-            self.global_step += batch.length * env.n_envs
-            metrics = algo.update(batch, progress_remaining=max(0.0, 1.0 - self.global_step / self.total_steps))
-            check_finite(metrics, self.global_step, algo.policy)
-            on_update(self.global_step, self.stats.add(env) | metrics)
+            episode_stats = self.stats.add_episodes(*self.collect())
+            self.global_step += self.batch.length * self.batch.n_envs
+            progress_remaining = max(0.0, 1.0 - self.global_step / self.total_steps)
+            metrics = self.algo.update(self.batch, progress_remaining=progress_remaining)
+            check_finite(metrics, self.global_step, self.algo.policy)
+            on_update(self.global_step, episode_stats | metrics)
         return self.global_step
 
 

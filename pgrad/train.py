@@ -184,7 +184,12 @@ class Trainer:
         try:
             state = {"loop": self.loop, "trainer": self.counters}
             restore(state, "run", tensors, meta)
-            if self.env.exact_state:
+            if hasattr(self.loop, "pool"):
+                Console(stderr=True).print(
+                    "[yellow]Ray rollout workers start new episodes from a seeded reset on resume "
+                    "(the learner's state is restored exactly)[/]"
+                )
+            elif self.env.exact_state:
                 saved = {k[4:] for k in [*meta, *tensors] if k.startswith("sim.")}
                 template = {key: None for key in saved} | self.env.sim_state()
                 self.env.load_sim_state(restore({k: template[k] for k in saved}, "sim", tensors, meta))

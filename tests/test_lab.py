@@ -285,7 +285,7 @@ def test_lab_cli_writes_json_and_figures(tmp_path, capsys):
 
 def test_lab_cli_rejects_bad_input_in_one_line(capsys):
     assert cli_main(["lab", "variance", "--mdp", "maze"]) == 2
-    assert "mdp='maze' is invalid: choose one of chain, gridworld, random" in capsys.readouterr().err
+    assert "mdp='maze' is invalid: must be one of 'chain', 'gridworld', 'random'" in capsys.readouterr().err
     assert cli_main(["lab", "variance", "--samples", "5"]) == 2
     assert "samples=5 is invalid" in capsys.readouterr().err
     assert cli_main(["lab", "nonsense"]) == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from pgrad.config import _is_int, in_range, one_of, positive_int, require
 from pgrad.lab.exact import policy_gradient, softmax_policy
 from pgrad.lab.gradient_estimators import Estimator, Setting, catalogue, exact_critic, fitted_critic
 from pgrad.lab.mdps import MDPS, make_mdp
@@ -34,20 +35,19 @@ class StudyConfig:
     confidence: float = 0.99
 
     def __post_init__(self) -> None:
-        if self.mdp not in MDPS:
-            raise ValueError(f"mdp={self.mdp!r} is invalid: choose one of {', '.join(MDPS)}")
-        if not self.horizons or any(T < 1 for T in self.horizons):
-            raise ValueError(f"horizons={list(self.horizons)} is invalid: give one or more integers >= 1")
-        if self.samples < 20:
-            raise ValueError(f"samples={self.samples} is invalid: must be >= 20")
-        if not 0.0 < self.gamma <= 1.0 or not 0.0 < self.discount <= 1.0:
-            raise ValueError(f"gamma={self.gamma}, discount={self.discount} are invalid: each must be in (0, 1]")
-        if any(not 0.0 <= lam <= 1.0 for lam in self.lambdas):
-            raise ValueError(f"lambdas={list(self.lambdas)} is invalid: each must be in [0, 1]")
-        if any(n < 1 for n in self.n_steps):
-            raise ValueError(f"n_steps={list(self.n_steps)} is invalid: each must be >= 1")
-        if self.fit_samples < 1 or self.bootstrap < 10 or not 0.5 < self.confidence < 1.0:
-            raise ValueError("fit_samples must be >= 1, bootstrap >= 10 and confidence in (0.5, 1)")
+        one_of("mdp", self.mdp, tuple(MDPS))
+        require("horizons", list(self.horizons), bool(self.horizons) and all(_is_int(T) and T >= 1 for T in self.horizons),
+                "give one or more integers >= 1")  # fmt: skip
+        require("samples", self.samples, _is_int(self.samples) and self.samples >= 20, "must be an integer >= 20")
+        in_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
+        in_range("discount", self.discount, 0.0, 1.0, low_open=True)
+        require("lambdas", list(self.lambdas), all(0.0 <= lam <= 1.0 for lam in self.lambdas), "each must be in [0, 1]")
+        require("n_steps", list(self.n_steps), all(_is_int(n) and n >= 1 for n in self.n_steps), "each must be >= 1")
+        positive_int("fit_samples", self.fit_samples)
+        require(
+            "bootstrap", self.bootstrap, _is_int(self.bootstrap) and self.bootstrap >= 10, "must be an integer >= 10"
+        )
+        in_range("confidence", self.confidence, 0.5, 1.0, low_open=True, high_open=True)
 
 
 @dataclass
@@ -211,23 +211,31 @@ def plot_study(result: StudyResult, out: Path) -> list[Path]:
         by_family.setdefault(res.family, []).append(res)
     paths = []
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for res in by_family["core"] + [r for r in result.estimators if r.name.startswith("importance")]:
-        Ts = [s.T for s in res.per_horizon]
-        slope = f" (slope {res.variance_slope_T:.2f})" if res.variance_slope_T is not None else ""
-        ax.plot(Ts, [s.variance for s in res.per_horizon], marker="o", label=res.name + slope)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="horizon T",
-        ylabel="tr Cov[ĝ] (one trajectory)",
-        title=f"Gradient variance vs horizon — {cfg.mdp}, m={cfg.samples}, seed {cfg.seed}",
+    def slope(value: float | None) -> str:
+        return f" (slope {value:.2f})" if value is not None else ""
+
+    def loglog(curves: list[tuple[str, list, list]], xlabel: str, ylabel: str, title: str, name: str) -> None:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for label, xs, ys in curves:
+            ax.plot(xs, ys, marker="o", label=label)
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+
+    importance = [r for r in result.estimators if r.name.startswith("importance")]
+    loglog(
+        [
+            (r.name + slope(r.variance_slope_T), [s.T for s in r.per_horizon], [s.variance for s in r.per_horizon])
+            for r in by_family["core"] + importance
+        ],
+        "horizon T",
+        "tr Cov[ĝ] (one trajectory)",
+        f"Gradient variance vs horizon — {cfg.mdp}, m={cfg.samples}, seed {cfg.seed}",
+        "variance_vs_horizon.png",
     )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "variance_vs_horizon.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
 
     T = max(cfg.horizons)
     fig, (ax_b, ax_v) = plt.subplots(1, 2, figsize=(10, 4))
@@ -249,20 +257,14 @@ def plot_study(result: StudyResult, out: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for res in by_family["core"] + by_family.get("n_step", []):
-        slope = f" (slope {res.mse_slope_m:.2f})" if res.mse_slope_m is not None else ""
-        ax.plot(res.mse_samples, res.mse, marker="o", label=res.name + slope)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="trajectories m",
-        ylabel="E‖ḡ − ∇J‖²",
-        title=f"Mean squared error vs samples — {cfg.mdp}, T={T}",
+    loglog(
+        [
+            (r.name + slope(r.mse_slope_m), r.mse_samples, r.mse)
+            for r in by_family["core"] + by_family.get("n_step", [])
+        ],
+        "trajectories m",
+        "E‖ḡ − ∇J‖²",
+        f"Mean squared error vs samples — {cfg.mdp}, T={T}",
+        "mse_vs_samples.png",
     )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "mse_vs_samples.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
     return paths

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from pgrad.config import in_range, one_of, positive, positive_int
 from pgrad.lab.exact import (
     autograd_gradient,
     evaluate,
@@ -183,14 +184,10 @@ class TheoryConfig:
     alpha: float = 0.5  # soft policy iteration's temperature
 
     def __post_init__(self) -> None:
-        if self.mdp not in MDPS:
-            raise ValueError(f"mdp={self.mdp!r} is invalid: choose one of {', '.join(MDPS)}")
-        if self.horizon < 1:
-            raise ValueError(f"horizon={self.horizon} is invalid: must be >= 1")
-        if not 0.0 < self.gamma < 1.0:
-            raise ValueError(f"gamma={self.gamma} is invalid: must be in (0, 1) (the infinite-horizon checks need it)")
-        if self.alpha <= 0:
-            raise ValueError(f"alpha={self.alpha} is invalid: must be > 0")
+        one_of("mdp", self.mdp, tuple(MDPS))
+        positive_int("horizon", self.horizon)
+        in_range("gamma", self.gamma, 0.0, 1.0, low_open=True, high_open=True)  # the infinite-horizon checks
+        positive("alpha", self.alpha)
 
 
 def run_theory(cfg: TheoryConfig) -> list[Claim]:

@@ -46,12 +46,15 @@ def import_ray():
 
 def init_ray(address: str | None = None, num_cpus: int | None = None):
     """Connect to the cluster at ``address``, or start a local runtime with this machine's cores."""
+    import logging
+
     ray = import_ray()
-    if not ray.is_initialized():
+    if not ray.is_initialized():  # (an already running runtime is used as it is)
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # pgrad prints its own progress
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, **quiet)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **quiet)
     return ray
 
 

@@ -7,7 +7,11 @@ weights in the object store once, every worker collects ``n_steps`` steps and re
 learner concatenates the slices into the usual rollout buffer and runs the algorithm's unchanged
 ``update``. Actions are drawn from one generator per environment
 (:class:`pgrad.distributions.EnvGenerators`), so the split changes no sample: a run with N workers
-equals the single-process run with the same seed and ``n_envs`` (tested).
+equals the single-process run with the same seed and ``n_envs`` (tested). REINFORCE's whole-episode
+batches work the same way (:class:`DistributedEpisodeLoop`).
+
+Also here: A3C's asynchronous learner (:class:`AsyncGradientLoop`, workers return gradients) and
+``pgrad sweep`` (:func:`run_sweep`, one Ray task per trial).
 
 A worker that dies (its process killed, its node lost) is replaced by a new actor that is given the
 state the dead one had before the rollout (observations, simulator state, action generators), and

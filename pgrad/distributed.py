@@ -2,20 +2,20 @@
 
 ``--workers N`` splits the ``n_envs`` environments of an on-policy run into N contiguous slices,
 one per Ray actor. Each :class:`RolloutWorker` owns a vector env of its slice (sub-env ``i`` seeded
-``seed + i`` as in a single process) and a copy of the policy; per rollout the learner puts the
-weights in the object store once, every worker collects ``n_steps`` steps and returns them, and the
-learner concatenates the slices into the usual rollout buffer and runs the algorithm's unchanged
-``update``. Actions are drawn from one generator per environment
-(:class:`pgrad.distributions.EnvGenerators`), so the split changes no sample: a run with N workers
-equals the single-process run with the same seed and ``n_envs`` (tested). REINFORCE's whole-episode
-batches work the same way (:class:`DistributedEpisodeLoop`).
+``seed + i`` as in a single process) and runs the algorithm's own loop on it; per update the learner
+puts the weights in the object store once, every worker collects and returns its part, and the
+learner puts the slices side by side in the usual buffer and runs the algorithm's unchanged
+``update``. The loops act through :class:`pgrad.algos.base.EnvSlice` (one action stream per env,
+the network always on full-shape batches), so the split changes nothing: a run with N workers
+equals the single-process run with the same seed and ``n_envs`` bit for bit (tested).
+REINFORCE's whole-episode batches work the same way (:class:`DistributedEpisodeLoop`).
 
 Also here: A3C's asynchronous learner (:class:`AsyncGradientLoop`, workers return gradients) and
 ``pgrad sweep`` (:func:`run_sweep`, one Ray task per trial).
 
 A worker that dies (its process killed, its node lost) is replaced by a new actor that is given the
-state the dead one had before the rollout (observations, simulator state, action generators), and
-that rollout is collected again: nothing is dropped, and for simulators whose state pgrad can copy
+state the dead one had at the start of the update (observations, simulator state, action streams),
+replays the update's earlier calls, and the failed one is collected again: nothing is dropped, and for simulators whose state pgrad can copy
 (classic control, toy text) the result is the same as if nothing had happened.
 
 Ray is an optional dependency (``pip install 'pgrad[distributed]'``); ``ray_address`` joins an
@@ -25,6 +25,7 @@ existing cluster, otherwise a local runtime starts with this machine's cores.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -33,11 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pgrad.algos.base import EpisodeLoop, EpisodeStats, OnPolicyLoop, check_finite
+from pgrad.algos.base import EnvSlice, Episode, EpisodeLoop, EpisodeStats, OnPolicyLoop, check_finite
 from pgrad.config import schedule
-from pgrad.distributions import EnvGenerators
 from pgrad.envs import make_vec_env
-from pgrad.networks import ActorCritic
 
 
 def import_ray():
@@ -71,149 +70,95 @@ def env_slices(n_envs: int, workers: int) -> list[range]:
 
 
 class RolloutWorker:
-    """One slice of the environments and a policy copy (run as a Ray actor)."""
+    """One slice of a run's environments with the algorithm's own loop, as a Ray actor.
 
-    def __init__(self, cfg, env_ids: list[int], spec: dict, action_mode: str = "clip"):
+    It builds the algorithm from the run's config (for its policy and, for A3C, its loss) and the
+    loop the algorithm uses in a single process, restricted to its envs by an
+    :class:`~pgrad.algos.base.EnvSlice`, so it collects exactly what that loop would for them.
+    ``n_total`` is the run's env count (``None``: the slice acts on its own batch, as A3C does).
+    """
+
+    def __init__(self, cfg, algo: str, env_ids: list[int], action_mode: str = "clip", n_total: int | None = None):
+        from pgrad.algos import get_algo
+
         torch.set_num_threads(1)
-        self.env_ids = list(env_ids)
-        self.n_total, self.rows = cfg.n_envs, slice(self.env_ids[0], self.env_ids[-1] + 1)
-        self.env = make_vec_env(
-            cfg.env,
-            len(self.env_ids),
-            cfg.seed + self.env_ids[0],  # sub-env i of the run is seeded seed + i, wherever it lives
-            cfg.vectorization,
-            gamma=cfg.gamma,
-            action_mode=action_mode,
-        )
-        self.policy = ActorCritic.from_spec(spec)
-        self.generators = EnvGenerators(cfg.seed + 1, self.env_ids)  # the algorithms' action streams
-        self.obs: np.ndarray | None = None
+        cpu = torch.device("cpu")
+        env = make_vec_env(
+            cfg.env, len(env_ids), cfg.seed + env_ids[0], cfg.vectorization, gamma=cfg.gamma, action_mode=action_mode
+        )  # fmt: skip  (sub-env i of the run is seeded seed + i)
+        entry = get_algo(algo)
+        self.algo = entry.algo_class(cfg, env.observation_space, env.action_space, cpu)
+        env_slice = EnvSlice(cfg.seed, env_ids, n_total or len(env_ids), cpu)
+        if entry.loop == "episodes":
+            quota = math.ceil(cfg.episodes_per_update / cfg.n_envs)
+            self.loop = EpisodeLoop(self.algo, env, cfg.episodes_per_update, cfg.total_steps, cpu, env_slice, quota)
+        else:
+            self.loop = OnPolicyLoop(self.algo, env, cfg.n_steps, cfg.total_steps, cpu, env_slice)
 
     def pid(self) -> int:
         return os.getpid()
 
     def get_state(self) -> dict[str, Any]:
-        """What decides this worker's next rollout (pickled by Ray between processes)."""
-        env = self.env
+        """What decides this worker's next call (pickled by Ray between processes)."""
+        loop, env = self.loop, self.loop.env
         return {
-            "obs": self.obs,
-            "generators": self.generators.checkpoint_state(),
+            "loop": {k: getattr(loop, k) for k in ("obs", "started") if hasattr(loop, k)},
+            "streams": loop.env_slice.streams.checkpoint_state(),
             "sim": env.sim_state() if env.exact_state else None,
             "episode": (env._ep_return.copy(), env._ep_length.copy()),
         }
 
     def set_state(self, state: dict[str, Any] | None) -> None:
-        if state is None:
+        if state is None:  # a fresh worker: its seeded start is the one the dead one had
             return
-        self.obs = state["obs"]
-        self.generators.load_checkpoint_state(state["generators"])
+        loop, env = self.loop, self.loop.env
+        for k, v in state["loop"].items():
+            setattr(loop, k, v)
+        loop.env_slice.streams.load_checkpoint_state(state["streams"])
         if state["sim"] is not None:
-            self.env.load_sim_state(state["sim"])
-        elif self.obs is not None:
-            self.obs = None  # cannot copy this simulator: new episodes
-        self.env._ep_return[:], self.env._ep_length[:] = state["episode"]
+            env.load_sim_state(state["sim"])
+        elif getattr(loop, "obs", None) is not None:
+            loop.obs = None  # cannot copy this simulator: new episodes
+        env._ep_return[:], env._ep_length[:] = state["episode"]
 
-    def _act(self, obs: torch.Tensor) -> torch.Tensor:
-        """Actions for the slice, as ``policy.act(obs, generators)`` draws them in one process."""
-        dist, _ = self.policy(self._full_batch(obs))
-        return dist[self.rows].sample(self.generators)
+    def rollout(self, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """One rollout of the slice (:meth:`OnPolicyLoop.collect`), bootstrap values included."""
+        self.algo.policy.load_state_dict(weights)
+        episodes = self.loop.collect()
+        buf = self.loop.buf
+        return {"data": {k: getattr(buf, k) for k in ROLLOUT_FIELDS}, "episodes": episodes, "state": self.get_state()}
 
-    @torch.inference_mode()
-    def episodes(self, weights: dict[str, torch.Tensor], quota: int, seeded_reset: bool) -> dict[str, Any]:
-        """Every env of the slice runs ``quota`` whole episodes from a reset (REINFORCE's batch)."""
-        self.policy.load_state_dict(weights)
-        env, n = self.env, len(self.env_ids)
-        obs = torch.as_tensor(env.reset() if seeded_reset else env.reset(seed=None))
-        finished = np.zeros(n, np.int64)
-        rows: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "rewards", "dones", "valid")}
-        ended, t = [], 0
-        while (finished < quota).any():
-            active = finished < quota
-            a = self._act(obs)
-            next_obs, rewards, terminated, truncated, _ = env.step(a.numpy())
-            dones = terminated | truncated
-            for name, value in zip(rows, (obs.numpy(), a.numpy(), rewards, dones, active), strict=True):
-                rows[name].append(value)
-            ended += [(t, self.env_ids[i]) for i in np.flatnonzero(dones)]
-            finished += dones & active
-            obs, t = torch.as_tensor(next_obs), t + 1
-        self.obs, self.t = next_obs, t
-        returns, lengths = env.pop_episodes()
-        out: dict[str, Any] = {k: np.stack(v) for k, v in rows.items()}
-        out["rewards"] = out["rewards"].astype(np.float32)
-        return out | {"length": t, "episodes": [(*e, r, m) for e, r, m in zip(ended, returns, lengths, strict=True)]}
+    def episodes(self, weights: dict[str, torch.Tensor]) -> int:
+        """REINFORCE's first phase: every env of the slice runs its quota of whole episodes;
+        returns the number of steps that took."""
+        self.algo.policy.load_state_dict(weights)
+        self.loop.begin()
+        while not self.loop.quota_met:
+            self.loop.step()
+        return self.loop.batch.length
 
-    @torch.inference_mode()
-    def pad(self, steps: int) -> dict[str, Any]:
-        """``steps`` more unrecorded steps, as one process takes them while other envs finish."""
-        env, obs, ended = self.env, torch.as_tensor(self.obs), []
-        for j in range(steps):
-            next_obs, _, terminated, truncated, _ = env.step(self._act(obs).numpy())
-            ended += [(self.t + j, self.env_ids[i]) for i in np.flatnonzero(terminated | truncated)]
-            obs = torch.as_tensor(next_obs)
-        self.obs = obs.numpy()
-        returns, lengths = env.pop_episodes()
-        episodes = [(*e, r, m) for e, r, m in zip(ended, returns, lengths, strict=True)]
-        return {"episodes": episodes, "state": self.get_state()}
+    def pad_to(self, length: int) -> dict[str, Any]:
+        """Second phase: step on (stored as invalid) to the batch ``length`` the slowest slice needed,
+        as one process does while its last env finishes."""
+        batch = self.loop.batch
+        while batch.length < length:
+            self.loop.step()
+        data = {k: getattr(batch, k).clone() for k in EPISODE_FIELDS}  # not the buffer's spare capacity
+        return {"data": data, "episodes": self.loop.end(), "state": self.get_state()}
 
-    def _full_batch(self, obs: torch.Tensor) -> torch.Tensor:
-        """This slice's rows at their places in a batch of all ``n_envs`` rows (the others zero).
+    def gradient(self, weights: dict[str, torch.Tensor], version: int) -> dict[str, Any]:
+        """A3C: the gradient of the algorithm's loss on one rollout of the slice."""
+        policy = self.algo.policy
+        policy.load_state_dict(weights)
+        episodes = self.loop.collect()
+        loss, metrics = self.algo.loss(self.loop.buf)
+        grads = torch.autograd.grad(loss, list(policy.parameters()))
+        steps = self.loop.n_steps * self.loop.env.n_envs
+        return {"grads": grads, "version": version, "steps": steps, "episodes": episodes, "metrics": metrics}
 
-        A matrix product's rounding depends on the batch's shape and a row's place in it, not on
-        the other rows' values: run on the full-shape batch, every row comes out bit for bit as in
-        the single-process run, which is what makes the two equal.
-        """
-        full = torch.zeros((self.n_total, *obs.shape[1:]), dtype=obs.dtype)
-        full[self.rows] = obs
-        return full
 
-    @torch.inference_mode()
-    def rollout(self, weights: dict[str, torch.Tensor], n_steps: int) -> dict[str, Any]:
-        """``n_steps`` steps of every env in the slice, as :meth:`OnPolicyLoop.collect` takes them."""
-        self.policy.load_state_dict(weights)
-        env, policy = self.env, self.policy
-        if self.obs is None:
-            self.obs = env.reset()
-        n = len(self.env_ids)
-        out = {
-            "obs": np.empty((n_steps, n, *env.obs_shape), np.float32),
-            "rewards": np.empty((n_steps, n), np.float32),
-            "terminated": np.empty((n_steps, n), bool),
-            "truncated": np.empty((n_steps, n), bool),
-        }
-        actions, log_probs, values, final_values, episodes = [], [], [], [], []
-        obs = torch.as_tensor(self.obs)
-        for t in range(n_steps):
-            dist, v = policy(self._full_batch(obs))
-            dist, v = dist[self.rows], v[self.rows]
-            a = dist.sample(self.generators)  # = policy.act(obs, generators) of the single process
-            logp = dist.log_prob(a)
-            next_obs, rewards, terminated, truncated, real_next_obs = env.step(a.numpy())
-            out["obs"][t], out["rewards"][t], out["terminated"][t], out["truncated"][t] = (
-                obs.numpy(), rewards, terminated, truncated,
-            )  # fmt: skip
-            actions.append(a), log_probs.append(logp), values.append(v)
-            cut = truncated & ~terminated
-            if cut.any():
-                envs = np.flatnonzero(cut)
-                final_values.append(
-                    (t, envs, policy.value(self._full_batch(torch.as_tensor(real_next_obs)))[self.rows][envs])
-                )
-            for i in np.flatnonzero(terminated | truncated):
-                episodes.append((t, self.env_ids[i]))
-            obs = torch.as_tensor(next_obs)
-        self.obs = next_obs
-        returns, lengths = env.pop_episodes()
-        out |= {
-            "actions": torch.stack(actions),
-            "log_probs": torch.stack(log_probs),
-            "values": torch.stack(values),
-            "last_values": policy.value(self._full_batch(obs))[self.rows],
-            "final_values": final_values,
-            "episodes": [(t, i, r, length) for (t, i), r, length in zip(episodes, returns, lengths, strict=True)],
-            "state": self.get_state(),
-        }
-        return out
+ROLLOUT_FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "next_values", "terminated", "truncated")
+EPISODE_FIELDS = ("obs", "actions", "rewards", "dones", "valid")
 
 
 class WorkerPool:
@@ -224,7 +169,7 @@ class WorkerPool:
     that state and replays the calls before the failed one: the update's data come out the same.
     """
 
-    def __init__(self, cfg, spec: dict, action_mode: str):
+    def __init__(self, cfg, algo: str, action_mode: str):
         if cfg.normalize_obs or cfg.normalize_reward:
             raise ValueError(
                 f"workers={cfg.workers} with normalize_obs/normalize_reward is not supported: the running "
@@ -233,7 +178,7 @@ class WorkerPool:
         self.ray = ray = init_ray(cfg.ray_address)
         self.slices = env_slices(cfg.n_envs, cfg.workers)
         remote = ray.remote(num_cpus=1)(RolloutWorker)
-        self.make_worker = lambda k: remote.remote(cfg, list(self.slices[k]), spec, action_mode)
+        self.make_worker = lambda k: remote.remote(cfg, algo, list(self.slices[k]), action_mode, cfg.n_envs)
         self.workers = [self.make_worker(k) for k in range(cfg.workers)]
         self.worker_states: list[dict | None] = [None] * cfg.workers
         self.calls: list[list[tuple[str, tuple]]] = [[] for _ in self.workers]
@@ -250,14 +195,14 @@ class WorkerPool:
         for method, args in self.calls[k][:-1]:  # this update's earlier calls, replayed
             ray.get(getattr(self.workers[k], method).remote(*args))
 
-    def gather(self, method: str, args: list[tuple]) -> list[dict]:
+    def gather(self, method: str, args: list[tuple]) -> list[Any]:
         """``worker_k.method(*args[k])`` on every worker in parallel; results in worker order."""
         ray = self.ray
         refs = []
         for k, w in enumerate(self.workers):
             self.calls[k].append((method, args[k]))
             refs.append(getattr(w, method).remote(*args[k]))
-        results: list[dict] = []
+        results: list[Any] = []
         for k, ref in enumerate(refs):
             for attempt in range(3):
                 try:
@@ -281,10 +226,9 @@ class WorkerPool:
             self.ray.kill(w)
 
 
-def _sorted_episodes(results: list[dict]) -> tuple[list[float], list[int]]:
+def _merged(results: list[dict]) -> list[Episode]:
     """The workers' finished episodes in the order one process sees them: by step, then env."""
-    episodes = sorted(e for res in results for e in res["episodes"])
-    return [r for _, _, r, _ in episodes], [n for _, _, _, n in episodes]
+    return sorted(e for res in results for e in res["episodes"])
 
 
 class DistributedOnPolicyLoop(OnPolicyLoop):
@@ -292,38 +236,19 @@ class DistributedOnPolicyLoop(OnPolicyLoop):
 
     not_state = ("pool",)
 
-    def __init__(self, algo, env, cfg, device: torch.device, action_mode: str = "clip"):
+    def __init__(self, algo, env, cfg, device: torch.device, algo_name: str, action_mode: str = "clip"):
         super().__init__(algo, env, cfg.n_steps, cfg.total_steps, device)
-        self.pool = WorkerPool(cfg, algo.policy.spec, action_mode)
+        self.pool = WorkerPool(cfg, algo_name, action_mode)
 
-    def _gather(self, weights) -> list[dict]:
-        self.pool.begin_update()
-        results = self.pool.gather("rollout", [(weights, self.n_steps)] * len(self.pool.workers))
-        self.pool.end_update(results)
-        return results
-
-    def collect(self) -> tuple[list[float], list[int]]:
-        buf, device = self.buf, self.device
-        results = self._gather(self.pool.put_weights(self.algo.policy))
-        final: dict[int, list[tuple[np.ndarray, torch.Tensor]]] = {}
-        last_values = torch.empty(buf.n_envs, device=device)
-        for res, envs in zip(results, self.pool.slices, strict=True):
-            cols = slice(envs.start, envs.stop)
-            buf.obs[:, cols] = torch.from_numpy(res["obs"].copy()).to(device)
-            buf.actions[:, cols] = res["actions"].to(device)
-            buf.log_probs[:, cols] = res["log_probs"].to(device)
-            buf.values[:, cols] = res["values"].to(device)
-            buf.rewards[:, cols] = torch.from_numpy(res["rewards"].copy()).to(device)
-            buf.terminated[:, cols] = torch.from_numpy(res["terminated"].copy()).to(device)
-            buf.truncated[:, cols] = torch.from_numpy(res["truncated"].copy()).to(device)
-            last_values[cols] = res["last_values"].to(device)
-            for t, local, values in res["final_values"]:
-                final.setdefault(t, []).append((local + envs.start, values.to(device)))
-        final_values = {
-            t: (np.concatenate([e for e, _ in parts]), torch.cat([v for _, v in parts])) for t, parts in final.items()
-        }
-        buf.finish(last_values, final_values)
-        return _sorted_episodes(results)
+    def collect(self) -> list[Episode]:
+        pool, buf = self.pool, self.buf
+        pool.begin_update()
+        results = pool.gather("rollout", [(pool.put_weights(self.algo.policy),)] * len(pool.workers))
+        pool.end_update(results)
+        for res, envs in zip(results, pool.slices, strict=True):
+            for name in ROLLOUT_FIELDS:
+                getattr(buf, name)[:, envs.start : envs.stop] = res["data"][name].to(self.device)
+        return _merged(results)
 
     def run(self, on_update) -> int:
         try:
@@ -336,85 +261,34 @@ class DistributedEpisodeLoop(EpisodeLoop):
     """REINFORCE's :class:`EpisodeLoop` on Ray workers, in two phases per update.
 
     Each worker runs its envs to their quota of whole episodes (``L_k`` steps). One process steps
-    every env until the *last* one is done (``L = max_k L_k``), so the learner then has each worker
-    take the ``L − L_k`` unrecorded steps its envs would have taken too (acting, so the envs and the
-    action streams advance exactly as they would in one process). The batch is the workers' steps,
-    padded with invalid rows to ``L``; its valid rows are the single-process batch's.
+    every env until the *last* one is done (``L = max_k L_k``), so every worker then steps on to
+    ``L`` (those steps stored as invalid, the envs and action streams advancing as in one process).
+    The workers' batches side by side are then the single-process batch.
     """
 
-    not_state = ("pool",)
+    not_state = (*EpisodeLoop.not_state, "pool")
 
-    def __init__(self, algo, env, cfg, device: torch.device, action_mode: str = "clip"):
+    def __init__(self, algo, env, cfg, device: torch.device, algo_name: str, action_mode: str = "clip"):
         super().__init__(algo, env, cfg.episodes_per_update, cfg.total_steps, device)
-        self.pool = WorkerPool(cfg, algo.policy.spec, action_mode)
+        self.pool = WorkerPool(cfg, algo_name, action_mode)
 
-    def collect(self) -> tuple[list[float], list[int]]:
-        pool, batch, device = self.pool, self.batch, self.device
+    def collect(self) -> list[Episode]:
+        pool, batch = self.pool, self.batch
         pool.begin_update()
-        weights = pool.put_weights(self.algo.policy)
-        seeded_reset = not self.started
-        self.started = True
-        first = pool.gather("episodes", [(weights, self.quota, seeded_reset)] * len(pool.workers))
-        L = max(res["length"] for res in first)
-        second = pool.gather("pad", [(L - res["length"],) for res in first])
-        pool.end_update(second)
-        names = ("obs", "actions", "rewards", "dones", "valid")
-
-        def padded(res: dict, name: str) -> np.ndarray:  # invalid zero rows after the worker's last step
-            data = res[name]
-            return np.concatenate([data, np.zeros((L - res["length"], *data.shape[1:]), data.dtype)])
-
-        data = {name: np.concatenate([padded(res, name) for res in first], axis=1) for name in names}
+        lengths = pool.gather("episodes", [(pool.put_weights(self.algo.policy),)] * len(pool.workers))
+        results = pool.gather("pad_to", [(max(lengths),)] * len(pool.workers))
+        pool.end_update(results)
+        data = {k: torch.cat([res["data"][k] for res in results], dim=1).to(self.device) for k in EPISODE_FIELDS}
         batch.clear()
-        for t in range(L):
-            obs, actions = (torch.from_numpy(data[k][t]).to(device) for k in ("obs", "actions"))
-            batch.store(obs, actions, data["rewards"][t], data["dones"][t], data["valid"][t])
-        return _sorted_episodes(first + second)
+        for t in range(max(lengths)):
+            batch.store(*(data[k][t] for k in EPISODE_FIELDS))
+        return _merged(results)
 
     def run(self, on_update) -> int:
         try:
             return super().run(on_update)
         finally:
             self.pool.close()
-
-
-class GradientWorker:
-    """A3C's worker (a Ray actor): its slice of the envs, a policy copy, and the actor-critic loss.
-
-    Per task it loads the learner's weights, collects ``n_steps`` steps with the same loop code
-    as a single process, and returns the gradient of the A2C loss on that rollout.
-    """
-
-    def __init__(self, cfg, env_ids: list[int], action_mode: str = "clip"):
-        import dataclasses
-
-        from pgrad.algos.actor_critic import A2C
-
-        torch.set_num_threads(1)
-        self.env_ids = list(env_ids)
-        env = make_vec_env(cfg.env, len(self.env_ids), cfg.seed + self.env_ids[0], cfg.vectorization,
-                           gamma=cfg.gamma, action_mode=action_mode)  # fmt: skip
-        local = dataclasses.replace(cfg, n_envs=len(self.env_ids), workers=1)
-        self.algo = A2C(local, env.observation_space, env.action_space, torch.device("cpu"))
-        self.algo.action_generator = EnvGenerators(cfg.seed + 1, self.env_ids)
-        self.loop = OnPolicyLoop(self.algo, env, cfg.n_steps, cfg.total_steps, torch.device("cpu"))
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def gradient(self, weights: dict[str, torch.Tensor], version: int) -> dict[str, Any]:
-        policy = self.algo.policy
-        policy.load_state_dict(weights)
-        returns, lengths = self.loop.collect()
-        loss, metrics = self.algo.loss(self.loop.buf)
-        grads = torch.autograd.grad(loss, list(policy.parameters()))
-        return {
-            "grads": [g.detach() for g in grads],
-            "version": version,
-            "steps": self.loop.n_steps * len(self.env_ids),
-            "episodes": (returns, lengths),
-            "metrics": metrics,
-        }
 
 
 class AsyncGradientLoop:
@@ -434,8 +308,8 @@ class AsyncGradientLoop:
         self.algo, self.cfg, self.device = algo, cfg, device
         self.ray = ray = init_ray(cfg.ray_address)
         slices = env_slices(cfg.n_envs, cfg.workers)
-        remote = ray.remote(num_cpus=1)(GradientWorker)
-        self.make_worker = lambda k: remote.remote(cfg, list(slices[k]), action_mode)
+        remote = ray.remote(num_cpus=1)(RolloutWorker)
+        self.make_worker = lambda k: remote.remote(cfg, "a3c", list(slices[k]), action_mode)
         self.workers = [self.make_worker(k) for k in range(cfg.workers)]
         self.stats = EpisodeStats()
         self.global_step = self.version = 0
@@ -476,7 +350,7 @@ class AsyncGradientLoop:
                     "charts/worker_restarts": float(self.restarts),
                 }
                 check_finite(metrics, self.global_step, algo.policy)
-                on_update(self.global_step, self.stats.add_episodes(*res["episodes"]) | metrics)
+                on_update(self.global_step, self.stats.add_episodes(res["episodes"]) | metrics)
         finally:
             for w in self.workers:
                 ray.kill(w)

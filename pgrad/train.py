@@ -138,7 +138,7 @@ class Trainer:
         if self.entry.loop == "episodes" and cfg.workers:
             from pgrad.distributed import DistributedEpisodeLoop
 
-            self.loop = DistributedEpisodeLoop(algorithm, self.env, cfg, self.device, action_mode)
+            self.loop = DistributedEpisodeLoop(algorithm, self.env, cfg, self.device, self.entry.name, action_mode)
         elif self.entry.loop == "episodes":
             self.loop = EpisodeLoop(algorithm, self.env, cfg.episodes_per_update, cfg.total_steps, self.device)
         elif self.entry.loop == "off_policy":
@@ -150,7 +150,7 @@ class Trainer:
         elif getattr(cfg, "workers", 0):
             from pgrad.distributed import DistributedOnPolicyLoop
 
-            self.loop = DistributedOnPolicyLoop(algorithm, self.env, cfg, self.device, action_mode)
+            self.loop = DistributedOnPolicyLoop(algorithm, self.env, cfg, self.device, self.entry.name, action_mode)
         else:
             self.loop = OnPolicyLoop(algorithm, self.env, cfg.n_steps, cfg.total_steps, self.device)
         self.counters = {"updates": 0, "next_eval": cfg.eval_every, "next_checkpoint": cfg.checkpoint_every}

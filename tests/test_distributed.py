@@ -77,7 +77,7 @@ def test_distributed_sampling_equals_single_process(ray_runtime, tmp_path, algo,
     [
         ("ppo", dict(total_steps=6144, n_steps=128, batch_size=256), "rollout"),
         # REINFORCE's second phase: the replacement must replay the first (whole episodes) to get there
-        ("reinforce", dict(total_steps=6000, episodes_per_update=8), "pad"),
+        ("reinforce", dict(total_steps=6000, episodes_per_update=8), "pad_to"),
     ],
 )
 def test_a_killed_worker_is_replaced_and_its_data_recollected(ray_runtime, tmp_path, monkeypatch, algo, fields, phase):

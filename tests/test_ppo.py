@@ -57,21 +57,13 @@ def test_ppo_loss_matches_hand_computation(clip_vf):
 
 
 def _filled_buffer(cfg: PPOConfig):
-    from pgrad.buffers import RolloutBuffer
+    from pgrad.algos.base import OnPolicyLoop
 
     env = make_vec_env(cfg.env, cfg.n_envs, cfg.seed)
     algo = PPO(cfg, env.observation_space, env.action_space, torch.device("cpu"))
-    buf = RolloutBuffer(cfg.n_steps, cfg.n_envs, env.obs_shape, (), True)
-    obs = torch.as_tensor(env.reset())
-    for t in range(cfg.n_steps):
-        with torch.inference_mode():
-            a, lp, v = algo.act(obs)
-        nxt, r, te, tr, _ = env.step(a.numpy())
-        buf.store(t, obs, a, lp, v, r, te, tr)
-        obs = torch.as_tensor(nxt)
-    with torch.inference_mode():
-        buf.finish(algo.value(obs), {})
-    return algo, buf
+    loop = OnPolicyLoop(algo, env, cfg.n_steps, cfg.total_steps, torch.device("cpu"))
+    loop.collect()
+    return algo, loop.buf
 
 
 def test_ratio_is_exactly_one_on_the_first_minibatch():

@@ -22,7 +22,6 @@ from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
 from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule, set_learning_rate
-from pgrad.distributions import EnvGenerators
 from pgrad.estimators import explained_variance, n_step_returns, standardize
 from pgrad.networks import actor_critic_for
 
@@ -100,13 +99,6 @@ class A2C:
             self.optimizer = torch.optim.Adam(
                 self.policy.parameters(), lr=cfg.learning_rate, eps=cfg.optimizer_eps, fused=True
             )
-        self.action_generator = EnvGenerators(cfg.seed + 1, range(cfg.n_envs), device)  # one stream per env
-
-    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.policy.act(obs, self.action_generator)
-
-    def value(self, obs: Tensor) -> Tensor:
-        return self.policy.value(obs)
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         learning_rate = schedule(self.cfg.learning_rate, self.cfg.lr_schedule, progress_remaining)

@@ -1,21 +1,19 @@
 """The on-policy loops: collect T × N transitions → estimate → update (and REINFORCE's whole episodes).
 
-An on-policy algorithm supplies
+An on-policy algorithm supplies ``policy`` (an :class:`~pgrad.networks.ActorCritic`) and
+``update(buffer, progress_remaining) -> dict[str, float]``, one update from a full buffer.
 
-- ``act(obs [N, obs_dim]) -> (actions, log_probs [N], values [N])``: sample from π_θold;
-- ``value(obs) -> [B]``: V(s), used to bootstrap the rollout's end and truncated episodes;
-- ``update(buffer, progress_remaining) -> dict[str, float]``: one update from a full buffer.
-
-The loop owns everything else: the env, the buffer, the bootstrap values of the real final
-observations at truncations (CHECKLIST items 1-3), episode statistics, and calling ``on_update``
-(logging, evaluation, checkpoints) after each update. ``update`` never writes files or prints.
+The loop owns everything else: the env, acting (``a ~ π_θold`` from one seeded stream per env,
+:class:`EnvSlice`), the buffer, the bootstrap values of the real final observations at truncations
+(CHECKLIST items 1-3), episode statistics, and calling ``on_update`` (logging, evaluation,
+checkpoints) after each update. ``update`` never writes files or prints.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import gymnasium as gym
@@ -24,15 +22,67 @@ import torch
 from torch import Tensor
 
 from pgrad.buffers import EpisodeBuffer, ReplayBuffer, RolloutBuffer
+from pgrad.distributions import EnvGenerators
 from pgrad.envs import VecEnv
+
+# A finished episode: (step of the rollout it ended at, env index in the run, return, length)
+Episode = tuple[int, int, float, int]
 
 
 class OnPolicyAlgorithm(Protocol):
+    cfg: object  # with .seed
     policy: torch.nn.Module
 
-    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
-    def value(self, obs: Tensor) -> Tensor: ...
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]: ...
+
+
+class EnvSlice:
+    """How a loop acts for its environments: envs ``env_ids`` of a run with ``n_total`` of them.
+
+    Env ``i``'s actions come from its own generator (seeded from the run's seed and ``i``), and the
+    policy always sees a batch shaped for all ``n_total`` envs with this slice's rows in their
+    places: a matrix product's rounding depends on the batch's shape and a row's place in it, not
+    on the other rows. So a loop stepping a slice (a Ray rollout worker, ``pgrad.distributed``)
+    computes bit for bit what the single-process loop computes for those envs. A single process is
+    the slice of all envs, and then nothing is padded.
+    """
+
+    not_state = ("env_ids", "n_total", "rows")
+
+    def __init__(self, seed: int, env_ids: Sequence[int], n_total: int, device: torch.device | str = "cpu"):
+        self.env_ids, self.n_total = [int(i) for i in env_ids], n_total
+        self.rows = slice(self.env_ids[0], self.env_ids[-1] + 1)
+        self.streams = EnvGenerators(seed + 1, self.env_ids, device)
+
+    def _full(self, obs: Tensor) -> Tensor:
+        if len(self.env_ids) == self.n_total:
+            return obs
+        full = obs.new_zeros((self.n_total, *obs.shape[1:]))
+        full[self.rows] = obs
+        return full
+
+    def _mine(self, x):
+        return x if len(self.env_ids) == self.n_total else x[self.rows]
+
+    def act(self, policy, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``a ~ π(·|s)``: ``(actions, log π(a|s), V(s))`` for this slice's observations."""
+        dist, values = policy(self._full(obs))
+        dist, values = self._mine(dist), self._mine(values)
+        actions = dist.sample(self.streams)
+        return actions, dist.log_prob(actions), values
+
+    def value(self, policy, obs: Tensor) -> Tensor:
+        return self._mine(policy.value(self._full(obs)))
+
+    def ended(self, t: int, dones: np.ndarray) -> list[tuple[int, int]]:
+        """``(t, env index in the run)`` of each episode ending at step ``t``, in the env's order."""
+        return [(t, self.env_ids[i]) for i in np.flatnonzero(dones)]
+
+
+def tag_episodes(ended: list[tuple[int, int]], env: VecEnv) -> list[Episode]:
+    """Pair the ``(t, env)`` of each ending, in order, with the env's recorded returns and lengths."""
+    returns, lengths = env.pop_episodes()
+    return [(t, i, r, n) for (t, i), r, n in zip(ended, returns, lengths, strict=True)]
 
 
 class NonFiniteError(RuntimeError):
@@ -69,12 +119,14 @@ class EpisodeStats:
         self.episodes = 0
 
     def add(self, env: VecEnv) -> dict[str, float]:
-        return self.add_episodes(*env.pop_episodes())
+        returns, lengths = env.pop_episodes()
+        return self.add_episodes([(0, 0, r, n) for r, n in zip(returns, lengths, strict=True)])
 
-    def add_episodes(self, returns: list[float], lengths: list[int]) -> dict[str, float]:
-        self.episodes += len(returns)
-        self.returns.extend(returns)
-        self.lengths.extend(lengths)
+    def add_episodes(self, episodes: list[Episode]) -> dict[str, float]:
+        """Episodes in the order they ended (by step, then env index)."""
+        self.episodes += len(episodes)
+        self.returns.extend(r for _, _, r, _ in episodes)
+        self.lengths.extend(n for _, _, _, n in episodes)
         return {
             "charts/episodic_return": float(np.mean(self.returns)) if self.returns else float("nan"),
             "charts/episodic_length": float(np.mean(self.lengths)) if self.lengths else float("nan"),
@@ -91,8 +143,17 @@ class OnPolicyLoop:
     (means over the last 100 finished episodes, NaN before the first).
     """
 
-    def __init__(self, algo: OnPolicyAlgorithm, env: VecEnv, n_steps: int, total_steps: int, device: torch.device):
+    def __init__(
+        self,
+        algo: OnPolicyAlgorithm,
+        env: VecEnv,
+        n_steps: int,
+        total_steps: int,
+        device: torch.device,
+        env_slice: EnvSlice | None = None,
+    ):
         self.algo, self.env, self.n_steps, self.device = algo, env, n_steps, device
+        self.env_slice = env_slice or EnvSlice(algo.cfg.seed, range(env.n_envs), env.n_envs, device)
         discrete = isinstance(env.action_space, gym.spaces.Discrete)
         action_shape = () if discrete else env.action_space.shape
         self.buf = RolloutBuffer(n_steps, env.n_envs, env.obs_shape, action_shape, discrete, device)
@@ -101,37 +162,40 @@ class OnPolicyLoop:
         self.update = self.global_step = 0
         self.obs: np.ndarray | None = None
 
-    def collect(self) -> tuple[list[float], list[int]]:
-        """Fill the buffer with one rollout (and its bootstrap values); return the returns and
-        lengths of the episodes that ended in it."""
-        algo, env, buf, device = self.algo, self.env, self.buf, self.device
+    def collect(self) -> list[Episode]:
+        """Fill the buffer with one rollout (and its bootstrap values); return the episodes that
+        ended in it."""
+        policy, env, buf, device, acting = self.algo.policy, self.env, self.buf, self.device, self.env_slice
         if self.obs is None:
             self.obs = env.reset()
         obs = torch.as_tensor(self.obs, device=device)
         final_values: dict[int, tuple[np.ndarray, Tensor]] = {}
+        ended: list[tuple[int, int]] = []
         for t in range(self.n_steps):
             with torch.inference_mode():
-                actions, log_probs, values = algo.act(obs)
+                actions, log_probs, values = acting.act(policy, obs)
             next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions.cpu().numpy())
             buf.store(t, obs, actions, log_probs, values, rewards, terminated, truncated)
             cut = truncated & ~terminated
             if cut.any():
                 # Truncation is not termination: bootstrap from V of the real final observation.
-                # (All N rows go through the network, so each row's arithmetic is the same as in a
-                # rollout worker that holds a slice of the envs: see pgrad.distributed.)
-                envs = np.flatnonzero(cut)
+                # (All rows go through the network, as at every step: see EnvSlice.)
+                cut_envs = np.flatnonzero(cut)
                 with torch.inference_mode():
-                    final_values[t] = (envs, algo.value(torch.as_tensor(real_next_obs, device=device))[envs])
+                    real_next = torch.as_tensor(real_next_obs, device=device)
+                    final_values[t] = (cut_envs, acting.value(policy, real_next)[cut_envs])
+            if terminated.any() or truncated.any():
+                ended += acting.ended(t, terminated | truncated)
             obs = torch.as_tensor(next_obs, device=device)
         self.obs = next_obs
         with torch.inference_mode():
-            last_values = algo.value(obs)
+            last_values = acting.value(policy, obs)
         buf.finish(last_values, final_values)
-        return env.pop_episodes()
+        return tag_episodes(ended, env)
 
     def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
         while self.update < self.n_updates:
-            episode_stats = self.stats.add_episodes(*self.collect())
+            episode_stats = self.stats.add_episodes(self.collect())
             self.global_step += self.n_steps * self.buf.n_envs
             metrics = self.algo.update(self.buf, progress_remaining=1.0 - self.update / self.n_updates)
             self.update += 1
@@ -141,9 +205,9 @@ class OnPolicyLoop:
 
 
 class EpisodicAlgorithm(Protocol):
+    cfg: object  # with .seed
     policy: torch.nn.Module
 
-    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
     def update(self, batch: EpisodeBuffer, progress_remaining: float) -> dict[str, float]: ...
 
 
@@ -156,11 +220,21 @@ class EpisodeLoop:
     favour short episodes. All env steps taken count towards ``total_steps``.
     """
 
+    not_state = ("obs", "finished", "ended")  # the episode batch in progress: rebuilt every update
+
     def __init__(
-        self, algo: EpisodicAlgorithm, env: VecEnv, episodes_per_update: int, total_steps: int, device: torch.device
+        self,
+        algo: EpisodicAlgorithm,
+        env: VecEnv,
+        episodes_per_update: int,
+        total_steps: int,
+        device: torch.device,
+        env_slice: EnvSlice | None = None,
+        quota: int | None = None,
     ):
         self.algo, self.env, self.total_steps, self.device = algo, env, total_steps, device
-        self.quota = math.ceil(episodes_per_update / env.n_envs)
+        self.env_slice = env_slice or EnvSlice(algo.cfg.seed, range(env.n_envs), env.n_envs, device)
+        self.quota = quota or math.ceil(episodes_per_update / env.n_envs)
         discrete = isinstance(env.action_space, gym.spaces.Discrete)
         action_shape = () if discrete else env.action_space.shape
         self.batch = EpisodeBuffer(env.n_envs, env.obs_shape, action_shape, discrete, device)
@@ -168,31 +242,48 @@ class EpisodeLoop:
         self.global_step = 0
         self.started = False
 
-    def collect(self) -> tuple[list[float], list[int]]:
-        """Fill the batch with every env's quota of whole episodes; return the returns and lengths
-        of all episodes that ended meanwhile."""
-        algo, env, batch, device = self.algo, self.env, self.batch, self.device
+    def begin(self) -> None:
+        """Reset every env for a new batch of episodes."""
         # The first reset seeds the envs; later ones start fresh episodes, the RNG continuing.
-        obs_np = env.reset(seed=None) if self.started else env.reset()
+        obs_np = self.env.reset(seed=None) if self.started else self.env.reset()
         self.started = True
-        batch.clear()
-        finished = np.zeros(env.n_envs, np.int64)
-        obs = torch.as_tensor(obs_np, device=device)
-        while (finished < self.quota).any():
-            active = finished < self.quota
-            with torch.inference_mode():
-                actions, _, _ = algo.act(obs)
-            next_obs, rewards, terminated, truncated, _ = env.step(actions.cpu().numpy())
-            # A time-limit cut ends the episode of the finite-horizon objective REINFORCE estimates.
-            dones = terminated | truncated
-            batch.store(obs, actions, rewards, dones, active)
-            finished += dones & active
-            obs = torch.as_tensor(next_obs, device=device)
-        return env.pop_episodes()
+        self.batch.clear()
+        self.finished = np.zeros(self.env.n_envs, np.int64)
+        self.obs = torch.as_tensor(obs_np, device=self.device)
+        self.ended: list[tuple[int, int]] = []
+
+    @property
+    def quota_met(self) -> bool:
+        return bool((self.finished >= self.quota).all())
+
+    def step(self) -> None:
+        """One step of every env; the steps of envs past their quota are stored as invalid."""
+        active = self.finished < self.quota
+        with torch.inference_mode():
+            actions, _, _ = self.env_slice.act(self.algo.policy, self.obs)
+        next_obs, rewards, terminated, truncated, _ = self.env.step(actions.cpu().numpy())
+        # A time-limit cut ends the episode of the finite-horizon objective REINFORCE estimates.
+        dones = terminated | truncated
+        self.batch.store(self.obs, actions, rewards, dones, active)
+        if dones.any():
+            self.ended += self.env_slice.ended(self.batch.length - 1, dones)
+        self.finished += dones & active
+        self.obs = torch.as_tensor(next_obs, device=self.device)
+
+    def end(self) -> list[Episode]:
+        """The episodes that ended since :meth:`begin`."""
+        return tag_episodes(self.ended, self.env)
+
+    def collect(self) -> list[Episode]:
+        """Fill the batch with every env's quota of whole episodes."""
+        self.begin()
+        while not self.quota_met:
+            self.step()
+        return self.end()
 
     def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
         while self.global_step < self.total_steps:
-            episode_stats = self.stats.add_episodes(*self.collect())
+            episode_stats = self.stats.add_episodes(self.collect())
             self.global_step += self.batch.length * self.batch.n_envs
             progress_remaining = max(0.0, 1.0 - self.global_step / self.total_steps)
             metrics = self.algo.update(self.batch, progress_remaining=progress_remaining)

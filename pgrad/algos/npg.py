@@ -12,11 +12,9 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
-from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
 from pgrad.config import TrustRegionConfig, schedule, set_learning_rate
-from pgrad.distributions import EnvGenerators
 from pgrad.estimators import explained_variance, standardize
 from pgrad.networks import actor_critic_for, fit_value
 from pgrad.trust_region import SurrogateProblem, flat_params, set_flat_params
@@ -33,13 +31,6 @@ class NPG:
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
         self.critic_optimizer = torch.optim.Adam(self.policy.value_parameters(), lr=cfg.learning_rate, fused=True)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.action_generator = EnvGenerators(cfg.seed + 1, range(cfg.n_envs), device)  # one stream per env
-
-    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.policy.act(obs, self.action_generator)
-
-    def value(self, obs: Tensor) -> Tensor:
-        return self.policy.value(obs)
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         cfg = self.cfg

@@ -33,7 +33,6 @@ from pgrad.config import (
     schedule,
     set_learning_rate,
 )
-from pgrad.distributions import EnvGenerators
 from pgrad.estimators import explained_variance, standardize
 from pgrad.networks import actor_critic_for
 
@@ -153,13 +152,6 @@ class PPO:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=1e-5, fused=True)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # minibatch shuffles
         self.kl_coef = cfg.kl_coef  # β of the KL-penalty objectives, adapted after each update
-        self.action_generator = EnvGenerators(cfg.seed + 1, range(cfg.n_envs), device)  # one stream per env
-
-    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.policy.act(obs, self.action_generator)
-
-    def value(self, obs: Tensor) -> Tensor:
-        return self.policy.value(obs)
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         cfg = self.cfg

@@ -25,7 +25,6 @@ from torch import Tensor
 
 from pgrad.buffers import EpisodeBuffer
 from pgrad.config import PolicyConfig, one_of, positive, positive_int, schedule, set_learning_rate
-from pgrad.distributions import EnvGenerators
 from pgrad.estimators import episode_returns, explained_variance, reward_to_go, steps_in_episode
 from pgrad.networks import actor_critic_for, fit_value
 
@@ -131,10 +130,6 @@ class Reinforce:
         self.optimizer = torch.optim.Adam(self.policy.policy_parameters(), lr=cfg.learning_rate, fused=True)
         self.critic_optimizer = torch.optim.Adam(self.policy.value_parameters(), lr=cfg.value_learning_rate, fused=True)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.action_generator = EnvGenerators(cfg.seed + 1, range(cfg.n_envs), device)  # one stream per env
-
-    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.policy.act(obs, self.action_generator)
 
     def update(self, batch: EpisodeBuffer, progress_remaining: float) -> dict[str, float]:
         cfg = self.cfg

@@ -195,13 +195,13 @@ class WorkerPool:
         for method, args in self.calls[k][:-1]:  # this update's earlier calls, replayed
             ray.get(getattr(self.workers[k], method).remote(*args))
 
-    def gather(self, method: str, args: list[tuple]) -> list[Any]:
-        """``worker_k.method(*args[k])`` on every worker in parallel; results in worker order."""
+    def gather(self, method: str, *args) -> list[Any]:
+        """``worker.method(*args)`` on every worker in parallel; results in worker order."""
         ray = self.ray
         refs = []
         for k, w in enumerate(self.workers):
-            self.calls[k].append((method, args[k]))
-            refs.append(getattr(w, method).remote(*args[k]))
+            self.calls[k].append((method, args))
+            refs.append(getattr(w, method).remote(*args))
         results: list[Any] = []
         for k, ref in enumerate(refs):
             for attempt in range(3):
@@ -212,7 +212,7 @@ class WorkerPool:
                     if attempt == 2:
                         raise RuntimeError(f"rollout worker {k} died three times in a row; giving up") from None
                     self._replace(k)
-                    ref = getattr(self.workers[k], method).remote(*args[k])
+                    ref = getattr(self.workers[k], method).remote(*args)
         return results
 
     def end_update(self, results: list[dict]) -> None:
@@ -231,7 +231,19 @@ def _merged(results: list[dict]) -> list[Episode]:
     return sorted(e for res in results for e in res["episodes"])
 
 
-class DistributedOnPolicyLoop(OnPolicyLoop):
+class _OnWorkers:
+    """Runs the loop it is mixed into, then lets its workers go."""
+
+    pool: WorkerPool
+
+    def run(self, on_update) -> int:
+        try:
+            return super().run(on_update)
+        finally:
+            self.pool.close()
+
+
+class DistributedOnPolicyLoop(_OnWorkers, OnPolicyLoop):
     """:class:`OnPolicyLoop` whose ``collect`` gathers the rollout from Ray workers."""
 
     not_state = ("pool",)
@@ -243,21 +255,15 @@ class DistributedOnPolicyLoop(OnPolicyLoop):
     def collect(self) -> list[Episode]:
         pool, buf = self.pool, self.buf
         pool.begin_update()
-        results = pool.gather("rollout", [(pool.put_weights(self.algo.policy),)] * len(pool.workers))
+        results = pool.gather("rollout", pool.put_weights(self.algo.policy))
         pool.end_update(results)
         for res, envs in zip(results, pool.slices, strict=True):
             for name in ROLLOUT_FIELDS:
                 getattr(buf, name)[:, envs.start : envs.stop] = res["data"][name].to(self.device)
         return _merged(results)
 
-    def run(self, on_update) -> int:
-        try:
-            return super().run(on_update)
-        finally:
-            self.pool.close()
 
-
-class DistributedEpisodeLoop(EpisodeLoop):
+class DistributedEpisodeLoop(_OnWorkers, EpisodeLoop):
     """REINFORCE's :class:`EpisodeLoop` on Ray workers, in two phases per update.
 
     Each worker runs its envs to their quota of whole episodes (``L_k`` steps). One process steps
@@ -275,20 +281,14 @@ class DistributedEpisodeLoop(EpisodeLoop):
     def collect(self) -> list[Episode]:
         pool, batch = self.pool, self.batch
         pool.begin_update()
-        lengths = pool.gather("episodes", [(pool.put_weights(self.algo.policy),)] * len(pool.workers))
-        results = pool.gather("pad_to", [(max(lengths),)] * len(pool.workers))
+        lengths = pool.gather("episodes", pool.put_weights(self.algo.policy))
+        results = pool.gather("pad_to", max(lengths))
         pool.end_update(results)
         data = {k: torch.cat([res["data"][k] for res in results], dim=1).to(self.device) for k in EPISODE_FIELDS}
         batch.clear()
         for t in range(max(lengths)):
             batch.store(*(data[k][t] for k in EPISODE_FIELDS))
         return _merged(results)
-
-    def run(self, on_update) -> int:
-        try:
-            return super().run(on_update)
-        finally:
-            self.pool.close()
 
 
 class AsyncGradientLoop:

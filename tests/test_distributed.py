@@ -84,13 +84,13 @@ def test_a_killed_worker_is_replaced_and_its_data_recollected(ray_runtime, tmp_p
     reference = pgrad.train(algo, run_dir=str(tmp_path / "ref"), **SHORT, **fields)
     updates, pools, original = [], [], WorkerPool.gather
 
-    def gather_killing_a_worker(self, method, args):
+    def gather_killing_a_worker(self, method, *args):
         if method == phase:
             updates.append(1)
             if len(updates) == 3:
                 ray_runtime.kill(self.workers[0])  # the actor's process dies between two calls
                 pools.append(self)
-        return original(self, method, args)
+        return original(self, method, *args)
 
     monkeypatch.setattr(WorkerPool, "gather", gather_killing_a_worker)
     run = pgrad.train(algo, run_dir=str(tmp_path / "killed"), workers=2, **SHORT, **fields)

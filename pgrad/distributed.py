@@ -349,7 +349,7 @@ class AsyncGradientLoop:
                     "charts/learning_rate": learning_rate,
                     "charts/worker_restarts": float(self.restarts),
                 }
-                check_finite(metrics, self.global_step, algo.policy)
+                check_finite(metrics, self.global_step, list(algo.policy.named_parameters()))
                 on_update(self.global_step, self.stats.add_episodes(res["episodes"]) | metrics)
         finally:
             for w in self.workers:

@@ -330,11 +330,11 @@ def test_non_finite_parameter_is_named():
     from pgrad.networks import ActorCritic
 
     net = ActorCritic(3, 2, discrete=True)
-    check_finite({"losses/policy_loss": 0.1}, 10, net)
+    check_finite({"losses/policy_loss": 0.1}, 10, list(net.named_parameters()))
     with torch.no_grad():
         net.value_net[0].weight[0, 0] = float("inf")
     with pytest.raises(NonFiniteError, match=r"non-finite parameter\(s\) value_net.0.weight at step 10"):
-        check_finite({"losses/policy_loss": 0.1}, 10, net)
+        check_finite({"losses/policy_loss": 0.1}, 10, list(net.named_parameters()))
 
 
 def test_overwriting_a_run_drops_its_old_checkpoint(tmp_path):

@@ -24,6 +24,7 @@ from pgrad.buffers import RolloutBuffer
 from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule, set_learning_rate
 from pgrad.estimators import explained_variance, n_step_returns, standardize
 from pgrad.networks import actor_critic_for
+from pgrad.optim import adam, clip_grad_norm_
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,13 @@ class A2C:
     def __init__(self, cfg: A2CConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
         self.cfg, self.device = cfg, device
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
+        self.params = list(self.policy.parameters())
         if cfg.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(
                 self.policy.parameters(), lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps, foreach=True
             )
         else:
-            self.optimizer = torch.optim.Adam(
-                self.policy.parameters(), lr=cfg.learning_rate, eps=cfg.optimizer_eps, fused=True
-            )
+            self.optimizer = adam(self.policy.parameters(), cfg.learning_rate, eps=cfg.optimizer_eps)
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         learning_rate = schedule(self.cfg.learning_rate, self.cfg.lr_schedule, progress_remaining)
@@ -113,7 +113,7 @@ class A2C:
         """Clip the gradient in ``.grad`` and take the optimizer step (A3C's learner calls this too)."""
         set_learning_rate(self.optimizer, learning_rate)
         if self.cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+            clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         self.optimizer.step()
 
     def loss(self, buf: RolloutBuffer) -> tuple[Tensor, dict[str, float]]:

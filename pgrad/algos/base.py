@@ -89,9 +89,10 @@ class NonFiniteError(RuntimeError):
     """A loss or parameter became NaN/inf; the message names the step and the quantity."""
 
 
-def check_finite(metrics: dict[str, float], step: int, module: torch.nn.Module | None = None) -> None:
-    """Raise :class:`NonFiniteError` naming the step and the quantity: a loss, or a parameter of
-    ``module`` (a NaN gradient shows up there after the optimizer step)."""
+def check_finite(metrics: dict[str, float], step: int, params: Sequence[tuple[str, Tensor]] = ()) -> None:
+    """Raise :class:`NonFiniteError` naming the step and the quantity: a loss, or one of the named
+    parameters ``params`` (a NaN gradient shows up there after the optimizer step). Callers list
+    ``module.named_parameters()`` once: listing them costs more than checking them."""
     bad = [
         k
         for k, v in metrics.items()
@@ -102,8 +103,10 @@ def check_finite(metrics: dict[str, float], step: int, module: torch.nn.Module |
     ]
     if bad:
         raise NonFiniteError(f"non-finite {', '.join(bad)} at step {step}")
-    if module is not None:
-        params = list(module.named_parameters())
+    if params:
+        # One fused norm over all tensors (NaN/inf propagate into it); name them only if it fails.
+        if bool(torch.stack(torch._foreach_norm([p.detach() for _, p in params])).isfinite().all()):
+            return
         finite = torch.stack([p.detach().isfinite().all() for _, p in params])
         if not bool(finite.all()):
             names = [name for (name, _), ok in zip(params, finite.tolist(), strict=True) if not ok]
@@ -159,6 +162,7 @@ class OnPolicyLoop:
         self.buf = RolloutBuffer(n_steps, env.n_envs, env.obs_shape, action_shape, discrete, device)
         self.n_updates = math.ceil(total_steps / (n_steps * env.n_envs))
         self.stats = EpisodeStats()
+        self.named_params = list(algo.policy.named_parameters())  # for check_finite
         self.update = self.global_step = 0
         self.obs: np.ndarray | None = None
 
@@ -199,7 +203,7 @@ class OnPolicyLoop:
             self.global_step += self.n_steps * self.buf.n_envs
             metrics = self.algo.update(self.buf, progress_remaining=1.0 - self.update / self.n_updates)
             self.update += 1
-            check_finite(metrics, self.global_step, self.algo.policy)
+            check_finite(metrics, self.global_step, self.named_params)
             on_update(self.global_step, episode_stats | metrics)
         return self.global_step
 
@@ -239,6 +243,7 @@ class EpisodeLoop:
         action_shape = () if discrete else env.action_space.shape
         self.batch = EpisodeBuffer(env.n_envs, env.obs_shape, action_shape, discrete, device)
         self.stats = EpisodeStats()
+        self.named_params = list(algo.policy.named_parameters())  # for check_finite
         self.global_step = 0
         self.started = False
 
@@ -287,7 +292,7 @@ class EpisodeLoop:
             self.global_step += self.batch.length * self.batch.n_envs
             progress_remaining = max(0.0, 1.0 - self.global_step / self.total_steps)
             metrics = self.algo.update(self.batch, progress_remaining=progress_remaining)
-            check_finite(metrics, self.global_step, self.algo.policy)
+            check_finite(metrics, self.global_step, self.named_params)
             on_update(self.global_step, episode_stats | metrics)
         return self.global_step
 
@@ -316,6 +321,7 @@ class OffPolicyLoop:
         self.buffer = ReplayBuffer(cfg.buffer_size, env.obs_shape, self.action_shape, self.discrete, device)
         self.buffer.in_checkpoints = cfg.save_replay_buffer
         self.stats = EpisodeStats()
+        self.named_params = list(algo.policy.named_parameters())  # for check_finite
         self.sample_generator = torch.Generator().manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.global_step = self.vector_step = 0
@@ -347,6 +353,6 @@ class OffPolicyLoop:
             if self.global_step >= cfg.learning_starts and self.vector_step % cfg.train_freq == 0:
                 for _ in range(cfg.gradient_steps):
                     metrics = algo.update(buffer.sample(cfg.batch_size, self.sample_generator))
-                check_finite(metrics, self.global_step, algo.policy)
+                check_finite(metrics, self.global_step, self.named_params)
                 on_update(self.global_step, self.stats.add(env) | metrics)
         return self.global_step

@@ -17,6 +17,7 @@ from pgrad.buffers import RolloutBuffer
 from pgrad.config import TrustRegionConfig, schedule, set_learning_rate
 from pgrad.estimators import explained_variance, standardize
 from pgrad.networks import actor_critic_for, fit_value
+from pgrad.optim import adam
 from pgrad.trust_region import SurrogateProblem, flat_params, set_flat_params
 
 
@@ -29,7 +30,7 @@ class NPG:
     def __init__(self, cfg: NPGConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
         self.cfg, self.device = cfg, device
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
-        self.critic_optimizer = torch.optim.Adam(self.policy.value_parameters(), lr=cfg.learning_rate, fused=True)
+        self.critic_optimizer = adam(self.policy.value_parameters(), cfg.learning_rate)
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:

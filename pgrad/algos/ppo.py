@@ -35,6 +35,7 @@ from pgrad.config import (
 )
 from pgrad.estimators import explained_variance, standardize
 from pgrad.networks import actor_critic_for
+from pgrad.optim import adam, clip_grad_norm_
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ class PPO:
     def __init__(self, cfg: PPOConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
         self.cfg, self.device = cfg, device
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
-        # Adam ε = 1e-5 (CHECKLIST item 9); the fused kernel is 15% faster per step on small CPU MLPs.
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=1e-5, fused=True)
+        self.params = list(self.policy.parameters())
+        self.optimizer = adam(self.params, cfg.learning_rate, eps=1e-5)  # Adam ε = 1e-5 (CHECKLIST item 9)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # minibatch shuffles
         self.kl_coef = cfg.kl_coef  # β of the KL-penalty objectives, adapted after each update
 
@@ -195,7 +196,7 @@ class PPO:
                 self.optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                    clip_grad_norm_(self.params, cfg.max_grad_norm)
                 self.optimizer.step()
                 history.append(torch.stack([terms[k].detach() for k in LOSS_TERMS]))
             if stopped_early:

@@ -27,6 +27,7 @@ from pgrad.buffers import EpisodeBuffer
 from pgrad.config import PolicyConfig, one_of, positive, positive_int, schedule, set_learning_rate
 from pgrad.estimators import episode_returns, explained_variance, reward_to_go, steps_in_episode
 from pgrad.networks import actor_critic_for, fit_value
+from pgrad.optim import adam, clip_grad_norm_
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,8 @@ class Reinforce:
     ):
         self.cfg, self.device = cfg, device
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
-        self.optimizer = torch.optim.Adam(self.policy.policy_parameters(), lr=cfg.learning_rate, fused=True)
-        self.critic_optimizer = torch.optim.Adam(self.policy.value_parameters(), lr=cfg.value_learning_rate, fused=True)
+        self.optimizer = adam(self.policy.policy_parameters(), cfg.learning_rate)
+        self.critic_optimizer = adam(self.policy.value_parameters(), cfg.value_learning_rate)
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def update(self, batch: EpisodeBuffer, progress_remaining: float) -> dict[str, float]:
@@ -159,7 +160,7 @@ class Reinforce:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.policy.policy_parameters(), cfg.max_grad_norm)
+            clip_grad_norm_(self.policy.policy_parameters(), cfg.max_grad_norm)
         self.optimizer.step()
 
         metrics = {

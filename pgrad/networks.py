@@ -18,6 +18,18 @@ from pgrad.distributions import Categorical, DiagGaussian, TanhGaussian
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 
+class MLP(nn.Sequential):
+    """``nn.Sequential`` of Linear and activation layers (the same parameters and names) whose
+    forward calls each layer's ``forward`` directly: skipping ``Module.__call__`` (hooks, which
+    pgrad never registers) per layer saves ~10 µs per actor-critic forward on a CPU, a sixth of it
+    at acting batch sizes (51 µs vs 60 µs for 8 states, 64-64 tanh, one thread)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self:
+            x = layer.forward(x)
+        return x
+
+
 def mlp(
     in_dim: int,
     hidden_sizes: Sequence[int],
@@ -25,7 +37,7 @@ def mlp(
     activation: str = "tanh",
     out_gain: float = 1.0,
     hidden_gain: float = math.sqrt(2.0),
-) -> nn.Sequential:
+) -> MLP:
     """``in_dim → hidden... → out_dim`` MLP, orthogonally initialised with zero biases.
 
     Hidden layers get gain √2 and the output layer ``out_gain`` (0.01 for a policy head and 1 for a
@@ -37,7 +49,7 @@ def mlp(
         layers += [_init(nn.Linear(a, b), hidden_gain), ACTIVATIONS[activation]()]
     if out_dim is not None:
         layers.append(_init(nn.Linear(sizes[-1], out_dim), out_gain))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def _init(layer: nn.Linear, gain: float) -> nn.Linear:
@@ -201,29 +213,45 @@ def fit_value(
 # ---- off-policy networks (DDPG, TD3, SAC). Default PyTorch init and ReLU, as SB3/the papers. ----
 
 
-def plain_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
+def plain_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str = "relu") -> MLP:
     """An MLP with PyTorch's default initialisation."""
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden_sizes]
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
     layers.append(nn.Linear(sizes[-1], out_dim))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
-class QNetwork(nn.Module):
-    """Q(s, a) ``[B]`` with the action concatenated at the input (TD3-style, CHECKLIST item 33);
-    or, for a Discrete space, Q(s, ·) ``[B, A]`` over all actions (SAC-discrete)."""
+class QEnsemble(nn.Module):
+    """``k`` independent critics Q_1..Q_k(s, a), evaluated together: ``[k, B]``; or, for a Discrete
+    space, Q_i(s, ·) over all actions, ``[k, B, A]`` (SAC-discrete).
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], discrete: bool = False):
+    The action is concatenated at the input (TD3-style, CHECKLIST item 33). The members run one
+    after another: stacking their weights into one batched matmul per layer (``baddbmm``) measured
+    no faster on a CPU (2.26 ms vs 2.27 ms forward + backward of two 256×256 layers at B = 256).
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], k: int = 2, discrete: bool = False):
         super().__init__()
         self.discrete = discrete
-        self.net = plain_mlp(obs_dim if discrete else obs_dim + action_dim, hidden_sizes, action_dim if discrete else 1)
+        in_dim, out_dim = (obs_dim, action_dim) if discrete else (obs_dim + action_dim, 1)
+        self.members = nn.ModuleList(plain_mlp(in_dim, hidden_sizes, out_dim) for _ in range(k))
+
+    def _input(self, obs: Tensor, actions: Tensor | None) -> Tensor:
+        return obs if self.discrete else torch.cat([obs, actions], dim=-1)
+
+    def _output(self, out: Tensor) -> Tensor:
+        return out if self.discrete else out.squeeze(-1)  # [.., B], never [.., B, 1] (item 7)
 
     def forward(self, obs: Tensor, actions: Tensor | None = None) -> Tensor:
-        if self.discrete:
-            return self.net(obs)
-        return self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1)  # [B], never [B, 1] (item 7)
+        """All k critics: ``[k, B]`` (``[k, B, A]`` for a Discrete space)."""
+        x = self._input(obs, actions)
+        return self._output(torch.stack([net(x) for net in self.members]))
+
+    def member(self, i: int, obs: Tensor, actions: Tensor | None = None) -> Tensor:
+        """Q_i alone (TD3's actor follows Q_1 only), without computing the others."""
+        return self._output(self.members[i](self._input(obs, actions)))
 
 
 class VNetwork(nn.Module):

@@ -14,7 +14,7 @@ from pgrad.algos.sac import SAC, SACConfig, SACDiscrete, SACDiscreteConfig
 from pgrad.algos.td3 import TD3, TD3Config
 from pgrad.buffers import ReplayBuffer
 from pgrad.envs import make_vec_env
-from pgrad.networks import QNetwork, frozen, hard_update, soft_update
+from pgrad.networks import QEnsemble, frozen, hard_update, soft_update
 from pgrad.noise import OrnsteinUhlenbeckNoise
 
 GAMMA = 0.9
@@ -56,7 +56,7 @@ def test_ou_noise_mean_reverts_with_the_stated_variance():
 
 def test_soft_and_hard_updates():
     torch.manual_seed(0)
-    source, target = QNetwork(3, 1, (8,)), QNetwork(3, 1, (8,))
+    source, target = QEnsemble(3, 1, (8,)), QEnsemble(3, 1, (8,))
     before = [p.clone() for p in target.parameters()]
     soft_update(target, source, 0.1)
     for t, s, b in zip(target.parameters(), source.parameters(), before, strict=True):
@@ -67,7 +67,7 @@ def test_soft_and_hard_updates():
 
 def test_frozen_critic_receives_no_gradient_from_the_actor_loss():
     torch.manual_seed(0)
-    critic = QNetwork(3, 2, (8,))
+    critic = QEnsemble(3, 2, (8,))
     actor = torch.nn.Linear(3, 2)
     obs = torch.randn(5, 3)
     with frozen(critic):
@@ -97,6 +97,28 @@ def batch(discrete: bool = False) -> dict[str, torch.Tensor]:
     }
 
 
+def members(critic: QEnsemble):
+    """Q_1, …, Q_k as separate functions of (s[, a]), each from its own member network: the
+    by-hand references never go through the ensemble's own forward."""
+
+    def q(net):
+        return lambda obs, a=None: net(obs) if a is None else net(torch.cat([obs, a], -1)).squeeze(-1)
+
+    return [q(net) for net in critic.members]
+
+
+def test_the_ensemble_is_its_members_side_by_side():
+    torch.manual_seed(0)
+    critic = QEnsemble(3, 2, (8, 8), k=3)
+    obs, a = torch.randn(5, 3), torch.randn(5, 2)
+    q = critic(obs, a)
+    assert q.shape == (3, 5)
+    for i, qi in enumerate(members(critic)):
+        torch.testing.assert_close(q[i], qi(obs, a), rtol=0, atol=0)
+        torch.testing.assert_close(critic.member(i, obs, a), qi(obs, a), rtol=0, atol=0)
+    assert QEnsemble(3, 4, (8,), k=2, discrete=True)(obs).shape == (2, 5, 4)
+
+
 def per_sample(f, b):
     """Apply ``f`` to each transition alone (a [1, ...] batch) and collect the floats."""
     return [f({k: v[i : i + 1] for k, v in b.items()}) for i in range(len(b["rewards"]))]
@@ -106,8 +128,9 @@ def test_ddpg_losses_by_hand():
     cfg = DDPGConfig(env="Pendulum-v1", hidden_sizes=(8,), gamma=GAMMA, tau=0.5)
     algo = DDPG(cfg, *spaces(), torch.device("cpu"))
     b = batch()
-    critic0, actor0 = copy.deepcopy(algo.critic), copy.deepcopy(algo.actor)
-    critic_t, actor_t = copy.deepcopy(algo.critic_target), copy.deepcopy(algo.actor_target)
+    (critic0,), actor0 = members(copy.deepcopy(algo.critic)), copy.deepcopy(algo.actor)
+    critic_target0, actor_t = copy.deepcopy(algo.critic_target), copy.deepcopy(algo.actor_target)
+    (critic_t,) = members(critic_target0)
 
     def critic_error(s):  # (Q(s, a) − (r + γ(1 − d) Q'(s', μ'(s'))))²
         y = s["rewards"] + GAMMA * (1 - s["terminated"]) * critic_t(s["next_obs"], actor_t(s["next_obs"]))
@@ -116,10 +139,12 @@ def test_ddpg_losses_by_hand():
     metrics = algo.update(b)
     assert metrics["losses/critic_loss"] == pytest.approx(np.mean(per_sample(critic_error, b)), rel=1e-5)
     # the actor step used the updated critic: −E[Q(s, μ(s))] with μ before its own step
-    expected_actor = -float(algo.critic(b["obs"], actor0(b["obs"])).mean().detach())
+    expected_actor = -float(members(algo.critic)[0](b["obs"], actor0(b["obs"])).mean().detach())
     assert metrics["losses/actor_loss"] == pytest.approx(expected_actor, rel=1e-5)
     # targets moved half-way (τ = 0.5) towards the updated networks
-    for t, s, old in zip(algo.critic_target.parameters(), algo.critic.parameters(), critic_t.parameters(), strict=True):
+    for t, s, old in zip(
+        algo.critic_target.parameters(), algo.critic.parameters(), critic_target0.parameters(), strict=True
+    ):
         torch.testing.assert_close(t, 0.5 * s + 0.5 * old)
 
 
@@ -130,12 +155,16 @@ def test_td3_critic_loss_by_hand_with_the_same_smoothing_noise():
     gen = torch.Generator().manual_seed(0)
     gen.set_state(algo.generator.get_state())
     eps = (torch.randn(b["actions"].shape, generator=gen) * 0.3).clamp(-0.4, 0.4)
-    q1, q2 = copy.deepcopy(algo.q1), copy.deepcopy(algo.q2)
-    next_a = (algo.actor_target(b["next_obs"]) + eps).clamp(-1, 1)
-    y = b["rewards"] + GAMMA * (1 - b["terminated"]) * torch.min(
-        algo.q1_target(b["next_obs"], next_a), algo.q2_target(b["next_obs"], next_a)
-    )
-    expected = float(((q1(b["obs"], b["actions"]) - y) ** 2).mean() + ((q2(b["obs"], b["actions"]) - y) ** 2).mean())
+    q1, q2 = members(copy.deepcopy(algo.critic))
+    q1_target, q2_target = members(algo.critic_target)
+    with torch.no_grad():
+        next_a = (algo.actor_target(b["next_obs"]) + eps).clamp(-1, 1)
+        y = b["rewards"] + GAMMA * (1 - b["terminated"]) * torch.min(
+            q1_target(b["next_obs"], next_a), q2_target(b["next_obs"], next_a)
+        )
+        expected = float(
+            ((q1(b["obs"], b["actions"]) - y) ** 2).mean() + ((q2(b["obs"], b["actions"]) - y) ** 2).mean()
+        )
     metrics = algo.update(b)
     assert metrics["losses/critic_loss"] == pytest.approx(expected, rel=1e-5)
     assert algo.updates == 1  # the first update also stepped the actor (updates 0, d, 2d, …)
@@ -148,7 +177,7 @@ def test_sac_critic_loss_by_hand(variant):
     b = batch()
     alpha = float(algo.temperature.alpha)
     assert alpha == pytest.approx(0.2 if variant == "v1" else 1.0)
-    q1, q2 = copy.deepcopy(algo.q1), copy.deepcopy(algo.q2)
+    q1, q2 = members(copy.deepcopy(algo.critic))
     with torch.no_grad():
         if variant == "v1":
             next_v = algo.v_target(b["next_obs"])  # y = r + γ(1 − d) V̄(s')
@@ -156,7 +185,8 @@ def test_sac_critic_loss_by_hand(variant):
             gen = torch.Generator().manual_seed(0)
             gen.set_state(algo.generator.get_state())
             a, logp = algo.actor(b["next_obs"]).rsample_with_log_prob(gen)
-            next_v = torch.min(algo.q1_target(b["next_obs"], a), algo.q2_target(b["next_obs"], a)) - alpha * logp
+            q1_target, q2_target = members(algo.critic_target)
+            next_v = torch.min(q1_target(b["next_obs"], a), q2_target(b["next_obs"], a)) - alpha * logp
         y = b["rewards"] + GAMMA * (1 - b["terminated"]) * next_v
         expected = float(
             ((q1(b["obs"], b["actions"]) - y) ** 2).mean() + ((q2(b["obs"], b["actions"]) - y) ** 2).mean()
@@ -169,12 +199,13 @@ def test_sac_discrete_losses_use_the_closed_form_expectation():
     cfg = SACDiscreteConfig(env="CartPole-v1", hidden_sizes=(8,), gamma=GAMMA, ent_coef_init=0.5)
     algo = SACDiscrete(cfg, *spaces(discrete=True), torch.device("cpu"))
     b = batch(discrete=True)
-    q1, q2, actor = copy.deepcopy(algo.q1), copy.deepcopy(algo.q2), copy.deepcopy(algo.actor)
+    (q1, q2), actor = members(copy.deepcopy(algo.critic)), copy.deepcopy(algo.actor)
+    q1_target, q2_target = members(algo.critic_target)
     with torch.no_grad():
         expected_critic = 0.0
         for i in range(4):
             probs = torch.softmax(actor.net(b["next_obs"][i]), -1)
-            q_next = torch.min(algo.q1_target(b["next_obs"][i : i + 1]), algo.q2_target(b["next_obs"][i : i + 1]))[0]
+            q_next = torch.min(q1_target(b["next_obs"][i : i + 1]), q2_target(b["next_obs"][i : i + 1]))[0]
             v = sum(probs[a] * (q_next[a] - 0.5 * torch.log(probs[a])) for a in range(3))  # Σ_a π (Q − α log π)
             y = b["rewards"][i] + GAMMA * (1 - b["terminated"][i]) * v
             a = b["actions"][i]
@@ -184,7 +215,8 @@ def test_sac_discrete_losses_use_the_closed_form_expectation():
     metrics = algo.update(b)
     assert metrics["losses/critic_loss"] == pytest.approx(expected_critic / 4, rel=1e-5)
     with torch.no_grad():  # actor loss: Σ_a π(a|s)(α log π(a|s) − min Q(s, a)), with the updated critics
-        q = torch.min(algo.q1(b["obs"]), algo.q2(b["obs"]))
+        new_q1, new_q2 = members(algo.critic)
+        q = torch.min(new_q1(b["obs"]), new_q2(b["obs"]))
         probs = torch.softmax(actor.net(b["obs"]), -1)
         expected_actor = float((probs * (0.5 * probs.log() - q)).sum(-1).mean())
     assert metrics["losses/actor_loss"] == pytest.approx(expected_actor, rel=1e-5)

@@ -21,8 +21,9 @@ from torch import Tensor
 from pgrad.config import DeterministicConfig
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
-from pgrad.networks import DeterministicActor, QNetwork, frozen, soft_update
+from pgrad.networks import DeterministicActor, QEnsemble, frozen, soft_update
 from pgrad.noise import make_noise
+from pgrad.optim import adam
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,10 @@ class DDPG:
         self.cfg, self.device = cfg, device
         obs_dim, action_dim = int(observation_space.shape[0]), require_box("ddpg", action_space)
         self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.critic = QNetwork(obs_dim, action_dim, cfg.hidden_sizes).to(device)
+        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=1).to(device)
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.learning_rate)
+        self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
+        self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
         self.noise = make_noise(cfg.noise, cfg.n_envs, action_dim, cfg.noise_std, cfg.seed + 2, cfg.ou_theta)
         self.policy = self.actor
 
@@ -59,10 +60,10 @@ class DDPG:
             target_q = td_target(
                 batch["rewards"],
                 batch["terminated"],
-                self.critic_target(next_obs, self.actor_target(next_obs)),
+                self.critic_target(next_obs, self.actor_target(next_obs))[0],
                 cfg.gamma,
             )
-        q = self.critic(obs, actions)
+        q = self.critic(obs, actions)[0]
         critic_loss = F.mse_loss(q, target_q)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -70,7 +71,7 @@ class DDPG:
 
         with frozen(self.critic):
             # actor: max E[Q(s, μ(s))]
-            actor_loss = -self.critic(obs, self.actor(obs)).mean()
+            actor_loss = -self.critic(obs, self.actor(obs))[0].mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()

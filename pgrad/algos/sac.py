@@ -30,7 +30,8 @@ from torch import Tensor
 from pgrad.config import OffPolicyConfig, in_range, one_of, positive, require
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
-from pgrad.networks import CategoricalActor, QNetwork, SquashedGaussianActor, VNetwork, frozen, soft_update
+from pgrad.networks import CategoricalActor, QEnsemble, SquashedGaussianActor, VNetwork, frozen, soft_update
+from pgrad.optim import adam
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Temperature:
     def __init__(self, fixed: float | None, init: float, target_entropy: float, lr: float, device: torch.device):
         self.fixed, self.target_entropy = fixed, target_entropy
         self.log_alpha = torch.tensor(math.log(init), device=device, requires_grad=True)
-        self.optimizer = torch.optim.Adam([self.log_alpha], lr=lr) if fixed is None else None
+        self.optimizer = adam([self.log_alpha], lr) if fixed is None else None
 
     @property
     def alpha(self) -> Tensor:
@@ -107,17 +108,16 @@ class SAC:
         self.cfg, self.device = cfg, device
         obs_dim, action_dim = int(observation_space.shape[0]), require_box(f"sac (variant {cfg.variant})", action_space)
         self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.q1 = QNetwork(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.q2 = QNetwork(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
-        self.critic_optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=cfg.learning_rate)
+        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=2).to(device)  # Q_1, Q_2
+        self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
+        self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
         if cfg.variant == "v1":
             self.v = VNetwork(obs_dim, cfg.hidden_sizes).to(device)
             self.v_target = copy.deepcopy(self.v)
-            self.v_optimizer = torch.optim.Adam(self.v.parameters(), lr=cfg.learning_rate)
+            self.v_optimizer = adam(self.v.parameters(), cfg.learning_rate)
             fixed = 0.2 if cfg.ent_coef is None else cfg.ent_coef
         else:
-            self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+            self.critic_target = copy.deepcopy(self.critic)
             fixed = cfg.ent_coef
         target = -float(action_dim) if cfg.target_entropy is None else cfg.target_entropy
         self.temperature = Temperature(fixed, cfg.ent_coef_init, target, cfg.learning_rate, device)
@@ -133,8 +133,8 @@ class SAC:
     def _actor_step(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """π: min E[α log π(ã|s) − min_i Q_i(s, ã)], ã = f(ε; s); returns (loss, log π(ã|s), min Q)."""
         actions, log_prob = self.actor(obs).rsample_with_log_prob(self.generator)
-        with frozen(self.q1, self.q2):
-            q = torch.min(self.q1(obs, actions), self.q2(obs, actions))
+        with frozen(self.critic):
+            q = self.critic(obs, actions).amin(0)
             actor_loss = (alpha * log_prob - q).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
@@ -152,17 +152,17 @@ class SAC:
             else:
                 # soft target: y = r + γ (1 − d) (min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s')
                 next_actions, next_log_prob = self.actor(next_obs).rsample_with_log_prob(self.generator)
-                next_q = torch.min(self.q1_target(next_obs, next_actions), self.q2_target(next_obs, next_actions))
+                next_q = self.critic_target(next_obs, next_actions).amin(0)
                 next_v = next_q - alpha * next_log_prob
             target_q = td_target(batch["rewards"], batch["terminated"], next_v, cfg.gamma)
-        q1, q2 = self.q1(obs, actions), self.q2(obs, actions)
-        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        q = self.critic(obs, actions)  # [2, B]
+        critic_loss = (q - target_q).pow(2).mean(-1).sum()  # Σ_i E[(Q_i(s, a) − y)²]
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
 
         actor_loss, log_prob, q_new = self._actor_step(obs, alpha)
-        metrics = [critic_loss.detach(), actor_loss, q1.detach().mean(), -log_prob.mean()]
+        metrics = [critic_loss.detach(), actor_loss, q[0].detach().mean(), -log_prob.mean()]
         if cfg.variant == "v1":
             # V_ψ: min E[(V_ψ(s) − (min_i Q_i(s, ã) − α log π(ã|s)))²], ã fresh from π
             value_loss = F.mse_loss(self.v(obs), q_new - alpha * log_prob)
@@ -173,8 +173,7 @@ class SAC:
             metrics.append(value_loss.detach())
         else:
             self.temperature.update(log_prob)
-            soft_update(self.q1_target, self.q1, cfg.tau)
-            soft_update(self.q2_target, self.q2, cfg.tau)
+            soft_update(self.critic_target, self.critic, cfg.tau)
             metrics.append(alpha)
         names = (
             "losses/critic_loss",
@@ -197,11 +196,10 @@ class SACDiscrete:
         self.cfg, self.device = cfg, device
         obs_dim, n_actions = int(observation_space.shape[0]), int(action_space.n)
         self.actor = CategoricalActor(obs_dim, n_actions, cfg.hidden_sizes).to(device)
-        self.q1 = QNetwork(obs_dim, n_actions, cfg.hidden_sizes, discrete=True).to(device)
-        self.q2 = QNetwork(obs_dim, n_actions, cfg.hidden_sizes, discrete=True).to(device)
-        self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
-        self.critic_optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=cfg.learning_rate)
+        self.critic = QEnsemble(obs_dim, n_actions, cfg.hidden_sizes, k=2, discrete=True).to(device)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
+        self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
         target = cfg.target_entropy_scale * math.log(n_actions)  # H̄ = scale · log|A|
         self.temperature = Temperature(cfg.ent_coef, cfg.ent_coef_init, target, cfg.learning_rate, device)
         self.generator = torch.Generator(device).manual_seed(cfg.seed + 3)
@@ -219,32 +217,30 @@ class SACDiscrete:
         alpha = self.temperature.alpha
         with torch.no_grad():
             next_dist = self.actor(next_obs)
-            next_q = torch.min(self.q1_target(next_obs), self.q2_target(next_obs))
+            next_q = self.critic_target(next_obs).amin(0)  # [B, A]
             # V(s') = Σ_a π(a|s') (min_i Q'_i(s', a) − α log π(a|s')), the expectation in closed form
             next_v = (next_dist.probs * (next_q - alpha * next_dist.logits)).sum(-1)
             target_q = td_target(batch["rewards"], batch["terminated"], next_v, cfg.gamma)
-        q1 = self.q1(obs).gather(1, actions[:, None]).squeeze(1)
-        q2 = self.q2(obs).gather(1, actions[:, None]).squeeze(1)
-        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        q = self.critic(obs).gather(2, actions[None, :, None].expand(2, -1, 1)).squeeze(2)  # Q_i(s, a): [2, B]
+        critic_loss = (q - target_q).pow(2).mean(-1).sum()  # Σ_i E[(Q_i(s, a) − y)²]
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
 
         dist = self.actor(obs)
         with torch.no_grad():
-            q = torch.min(self.q1(obs), self.q2(obs))
+            q_all = self.critic(obs).amin(0)
         # π: min Σ_a π(a|s) (α log π(a|s) − min_i Q_i(s, a))
-        actor_loss = (dist.probs * (alpha * dist.logits - q)).sum(-1).mean()
+        actor_loss = (dist.probs * (alpha * dist.logits - q_all)).sum(-1).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
 
         expected_log_prob = (dist.probs * dist.logits).sum(-1).detach()  # E_a[log π(a|s)] = −H(π(·|s))
         self.temperature.update(expected_log_prob)
-        soft_update(self.q1_target, self.q1, cfg.tau)
-        soft_update(self.q2_target, self.q2, cfg.tau)
+        soft_update(self.critic_target, self.critic, cfg.tau)
         values = torch.stack(
-            [critic_loss.detach(), actor_loss.detach(), q1.detach().mean(), -expected_log_prob.mean(), alpha]
+            [critic_loss.detach(), actor_loss.detach(), q[0].detach().mean(), -expected_log_prob.mean(), alpha]
         ).tolist()
         names = ("losses/critic_loss", "losses/actor_loss", "losses/q_mean", "losses/entropy", "losses/alpha")
         return dict(zip(names, values, strict=True))

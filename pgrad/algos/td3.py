@@ -13,14 +13,14 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from pgrad.config import DeterministicConfig, non_negative, positive_int
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
-from pgrad.networks import DeterministicActor, QNetwork, frozen, soft_update
+from pgrad.networks import DeterministicActor, QEnsemble, frozen, soft_update
 from pgrad.noise import make_noise
+from pgrad.optim import adam
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,10 @@ class TD3:
         self.cfg, self.device = cfg, device
         obs_dim, action_dim = int(observation_space.shape[0]), require_box("td3", action_space)
         self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.q1 = QNetwork(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.q2 = QNetwork(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.actor_target, self.q1_target, self.q2_target = (copy.deepcopy(m) for m in (self.actor, self.q1, self.q2))
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate)
-        self.critic_optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=cfg.learning_rate)
+        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=2).to(device)  # Q_1, Q_2
+        self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
+        self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
+        self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
         self.noise = make_noise(cfg.noise, cfg.n_envs, action_dim, cfg.noise_std, cfg.seed + 2, cfg.ou_theta)
         self.generator = torch.Generator(device).manual_seed(cfg.seed + 3)
         self.updates = 0
@@ -76,28 +75,24 @@ class TD3:
                 self.actor_target(next_obs) + eps.clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
             ).clamp(-1, 1)
             # clipped double Q: y = r + γ (1 − d) min_i Q'_i(s', ã')
-            next_q = torch.min(self.q1_target(next_obs, next_actions), self.q2_target(next_obs, next_actions))
+            next_q = self.critic_target(next_obs, next_actions).amin(0)
             target_q = td_target(batch["rewards"], batch["terminated"], next_q, cfg.gamma)
-        q1, q2 = self.q1(obs, actions), self.q2(obs, actions)
-        critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        q = self.critic(obs, actions)  # [2, B]
+        critic_loss = (q - target_q).pow(2).mean(-1).sum()  # Σ_i E[(Q_i(s, a) − y)²]
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
 
         if self.updates % cfg.policy_delay == 0:  # updates 0, d, 2d, …
-            with frozen(self.q1):
+            with frozen(self.critic):
                 # delayed actor: max E[Q_1(s, μ(s))]
-                actor_loss = -self.q1(obs, self.actor(obs)).mean()
+                actor_loss = -self.critic.member(0, obs, self.actor(obs)).mean()
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_optimizer.step()
             self.actor_loss = actor_loss.detach()
-            for target, source in (
-                (self.actor_target, self.actor),
-                (self.q1_target, self.q1),
-                (self.q2_target, self.q2),
-            ):
-                soft_update(target, source, cfg.tau)
+            soft_update(self.actor_target, self.actor, cfg.tau)
+            soft_update(self.critic_target, self.critic, cfg.tau)
         self.updates += 1
-        values = torch.stack([critic_loss.detach(), self.actor_loss, q1.detach().mean()]).tolist()
+        values = torch.stack([critic_loss.detach(), self.actor_loss, q[0].detach().mean()]).tolist()
         return dict(zip(("losses/critic_loss", "losses/actor_loss", "losses/q_mean"), values, strict=True))

@@ -175,10 +175,13 @@ def worker(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     case, seed = dict(CASES[job["case"]]), job["seed"]
     case["steps"] = job.get("steps") or case["steps"]
+    phases = None
     if job["lib"] == "pgrad":
         import csv
 
         import pgrad
+
+        phases = time_the_phases()
 
         run_dir = Path("runs/bench") / f"{job['case']}-{seed}"
         agent = pgrad.train(
@@ -218,7 +221,37 @@ def worker(job: dict) -> dict:
         "steps": steps,
         "sps": steps / wall,
         "eval_mean": eval_mean,
+        **({"phase_s": phases} if phases else {}),
     }
+
+
+def time_the_phases() -> dict[str, float]:
+    """Wrap pgrad's loops so that the run also reports the seconds spent collecting (env steps and
+    acting) and updating; the rest of the wall time is logging and bookkeeping."""
+    from pgrad.algos import base
+
+    phases = {"collect": 0.0, "update": 0.0}
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                phases[name] += time.perf_counter() - start
+
+        return wrapper
+
+    base.OnPolicyLoop.collect = timed("collect", base.OnPolicyLoop.collect)
+    for loop in (base.OnPolicyLoop, base.OffPolicyLoop):
+        run = loop.run
+
+        def run_timing_updates(self, on_update, run=run):
+            self.algo.update = timed("update", self.algo.update)
+            return run(self, on_update)
+
+        loop.run = run_timing_updates
+    return phases
 
 
 def floor(case: dict, threads: int, steps: int = 40_000) -> tuple[float, int, float]:
@@ -270,7 +303,15 @@ def summarise(name: str, runs: list[dict], floor_sps: float) -> dict:
     by = {lib: [r for r in runs if r["lib"] == lib] for lib in ("pgrad", "sb3")}
     sps = {lib: statistics.fmean(r["sps"] for r in rs) for lib, rs in by.items()}
     evals = {lib: [r["eval_mean"] for r in rs] for lib, rs in by.items()}
+    timed = [r for r in by["pgrad"] if "phase_s" in r]
+    phases = {}
+    if timed:
+        phases["pgrad_update_share"] = statistics.fmean(r["phase_s"]["update"] / r["wall_s"] for r in timed)
+        if all(r["phase_s"]["collect"] > 0 for r in timed):  # on-policy: acting + env steps alone
+            collect_sps = statistics.fmean(r["steps"] / r["phase_s"]["collect"] for r in timed)
+            phases["pgrad_collect_fraction_of_floor"] = collect_sps / floor_sps
     return {
+        **phases,
         "pgrad_sps": sps["pgrad"],
         "sb3_sps": sps["sb3"],
         "ratio": sps["pgrad"] / sps["sb3"],
@@ -297,10 +338,14 @@ def write_markdown(out: Path = RESULTS) -> None:
                 return f"{values[0]:.1f}"
             return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
 
+        def pct(key: str, s: dict = s) -> str:
+            return f"{s[key]:.0%}" if key in s else "–"
+
         rows.append(
             f"| {data['case']} | {data['steps']:,} | {len(s['pgrad_eval'])} | {s['pgrad_sps']:,.0f} | {s['sb3_sps']:,.0f} "
             f"| **{s['ratio']:.2f}×** | {s['floor_sps']:,.0f} | {s['pgrad_fraction_of_floor']:.0%} "
-            f"| {s['sb3_fraction_of_floor']:.0%} | {fmt(s['pgrad_eval'])} | {fmt(s['sb3_eval'])} |"
+            f"| {s['sb3_fraction_of_floor']:.0%} | {pct('pgrad_update_share')} | {pct('pgrad_collect_fraction_of_floor')} "
+            f"| {fmt(s['pgrad_eval'])} | {fmt(s['sb3_eval'])} |"
         )
     text = [
         "# pgrad vs Stable-Baselines3 (`make bench`, `make bench-full`)",
@@ -309,10 +354,12 @@ def write_markdown(out: Path = RESULTS) -> None:
         "env, budget and episode seeds; runs alternate pgrad / SB3, each in a fresh process. SPS = env steps",
         "per second of training (evaluation excluded). Floor = the same vector env with random actions plus",
         "one batched actor+critic forward per step. Eval = deterministic 10-episode mean at the end.",
+        "pgrad update = the share of pgrad's training time spent in updates; pgrad collect / floor = the",
+        "speed of pgrad's collection phase alone (acting + env steps, on-policy cases) against the floor.",
         "",
         "| case | steps | seeds | pgrad SPS | SB3 SPS | ratio | floor SPS | pgrad / floor | SB3 / floor "
-        "| pgrad eval | SB3 eval |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| pgrad update | pgrad collect / floor | pgrad eval | SB3 eval |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
     ]
     distributed = out / "distributed.json"

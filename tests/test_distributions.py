@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributions as td
 
-from pgrad.distributions import Categorical, DiagGaussian, TanhGaussian
+from pgrad.distributions import Categorical, DiagGaussian, EnvGenerators, TanhGaussian
 
 pytestmark = pytest.mark.usefixtures("float64")  # conftest: float64 for exact comparisons
 
@@ -32,6 +32,18 @@ def test_categorical_samples_follow_probs():
     dist = Categorical(probs.log().expand(200_000, 3))
     counts = torch.bincount(dist.sample(torch.Generator().manual_seed(1)), minlength=3) / 200_000
     torch.testing.assert_close(counts, probs[0], atol=5e-3, rtol=0)
+
+
+def test_categorical_samples_follow_probs_from_per_env_gumbel_blocks():
+    """Acting draws its Gumbel noise a block of steps at a time from each env's stream: every env's
+    actions still follow its own π(·|s), step after step across blocks."""
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.25, 0.25]])
+    dist, streams = Categorical(probs.log()), EnvGenerators(0, range(2))
+    steps = 20 * EnvGenerators.BLOCK + 7
+    actions = torch.stack([dist.sample(streams) for _ in range(steps)])  # [steps, 2]
+    for env in range(2):
+        counts = torch.bincount(actions[:, env], minlength=3) / steps
+        torch.testing.assert_close(counts, probs[env], atol=0.03, rtol=0)
 
 
 def test_diag_gaussian_matches_torch_state_independent_and_dependent_std():

@@ -159,3 +159,28 @@ def test_continuous_actions_store_unclipped_samples(tmp_path):
     assert actions.abs().max() > 2.0  # outside Pendulum's [-2, 2] with σ = e
     dist = algo.policy.distribution(torch.as_tensor(np.tile(env.reset(), (32, 1))))
     torch.testing.assert_close(dist.log_prob(actions), log_probs)
+
+
+def test_rollout_buffer_store_writes_every_field_in_place():
+    """On CPU ``store`` writes through numpy views of the buffer's tensors: what it stores must be
+    exactly what the update then reads, row by row."""
+    from pgrad.buffers import RolloutBuffer
+
+    buf = RolloutBuffer(3, 2, (4,), (), discrete=True)
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for t in range(3):
+        with torch.inference_mode():  # as the loop acts
+            row = (
+                torch.randn(2, 4, generator=g),
+                torch.randint(0, 3, (2,), generator=g),
+                *torch.randn(2, 2, generator=g),
+            )
+        flags = (np.array([t == 1, False]), np.array([False, t == 2]))
+        row = (*row, np.array([1.0, -0.5], np.float32) * t, *flags)
+        buf.store(t, *row)
+        rows.append(row)
+    for t, row in enumerate(rows):
+        for name, x in zip(RolloutBuffer.STORED, row, strict=True):
+            assert torch.equal(getattr(buf, name)[t], torch.as_tensor(x)), (t, name)
+    assert buf.terminated.dtype == torch.bool and buf.actions.dtype == torch.int64

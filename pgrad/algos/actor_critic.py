@@ -137,7 +137,8 @@ class A2C:
         policy_loss = -(dist.log_prob(actions) * advantages).mean()
         # critic: E[(R − V(s))²]
         value_loss = F.mse_loss(values, returns)
-        entropy = dist.entropy().mean()
+        with torch.set_grad_enabled(cfg.ent_coef > 0):  # with c_ent = 0, H is only logged
+            entropy = dist.entropy().mean()
         loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
 
         terms = torch.stack([policy_loss, value_loss, entropy, loss]).detach().tolist()

@@ -176,6 +176,8 @@ class PPO:
         for _epoch in range(cfg.n_epochs):
             for idx in buf.minibatch_indices(cfg.batch_size, self.generator):
                 dist, values = self.policy(obs[idx])
+                with torch.set_grad_enabled(cfg.ent_coef > 0):  # with c_ent = 0, H is only logged
+                    entropy = dist.entropy()
                 terms = ppo_loss(
                     dist.log_prob(actions[idx]),
                     old_log_probs[idx],
@@ -183,7 +185,7 @@ class PPO:
                     values,
                     old_values[idx],
                     returns[idx],
-                    dist.entropy(),
+                    entropy,
                     clip_range,
                     cfg,
                     old_dist[idx].kl(dist) if penalised else None,

@@ -299,6 +299,14 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
 
+def commit() -> str:
+    """The pgrad commit measured (``+dirty`` with uncommitted changes)."""
+    git = ["git", "-C", str(HERE)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "pgrad"], capture_output=True, text=True).stdout.strip()
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def summarise(name: str, runs: list[dict], floor_sps: float) -> dict:
     by = {lib: [r for r in runs if r["lib"] == lib] for lib in ("pgrad", "sb3")}
     sps = {lib: statistics.fmean(r["sps"] for r in rs) for lib, rs in by.items()}
@@ -327,7 +335,7 @@ def write_markdown(out: Path = RESULTS) -> None:
     rows = []
     header = None
     for path in sorted(out.glob("*.json")):
-        if path.name in ("learning.json", "distributed.json"):
+        if path.name in ("learning.json", "distributed.json", "profile.json"):
             continue
         data = json.loads(path.read_text())
         s = data["summary"]
@@ -362,6 +370,9 @@ def write_markdown(out: Path = RESULTS) -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
     ]
+    profile = out / "profile.json"
+    if profile.is_file():  # benchmarks/op_profile.py
+        text += profile_section(json.loads(profile.read_text()))
     distributed = out / "distributed.json"
     if distributed.is_file():  # benchmarks/distributed.py
         d = json.loads(distributed.read_text())
@@ -388,6 +399,30 @@ def write_markdown(out: Path = RESULTS) -> None:
             "needs the device tool's machine, which was not lent to the session that wrote this.",
         ]
     (out.parent / "RESULTS.md" if out == RESULTS else out / "RESULTS.md").write_text("\n".join(text) + "\n")
+
+
+def profile_section(report: dict) -> list[str]:
+    """The op-level profile of one update per case (benchmarks/op_profile.py) as a table."""
+    rows = []
+    for c in report["cases"]:
+        sh = c["shares"]
+        top = ", ".join(f"{t['op'].removeprefix('aten::')} {t['share']:.0%}" for t in c["top"][:3])
+        rows.append(
+            f"| {c['case']} | {c['update_ms']:.2f} | {c['ops_per_update']:,.0f} | {sh['matmul']:.0%} "
+            f"| {sh['activations']:.0%} | {sh['optimizer']:.0%} | {top} |"
+        )
+    return [
+        "",
+        "## Where the time of an update goes (`python benchmarks/op_profile.py`)",
+        "",
+        f"torch.profiler over the updates of each case (its hyperparameters, random data of the right shapes, one "
+        f'thread); machine: {report["machine"]}. Shares are of the profiled CPU time; "ops" counts every '
+        "operator call, autograd's included.",
+        "",
+        "| case | ms per update | ops per update | matmul | activations (fwd+bwd) | optimizer | top three ops |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+    ]
 
 
 def main() -> None:
@@ -430,6 +465,7 @@ def main() -> None:
                     "hyperparameters": case["hp"],
                     "threads": args.threads,
                     "machine": machine(),
+                    "commit": commit(),
                     "floor": floor_run,
                     "runs": runs,
                     "summary": summary,

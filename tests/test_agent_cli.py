@@ -51,6 +51,23 @@ def test_run_directory_has_everything(run_dir):
         assert column in header, column
 
 
+def test_tensorboard_holds_every_csv_column_at_every_logged_step(run_dir):
+    """Each progress row is written to TensorBoard as one event holding all of its scalars."""
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    rows = list(csv.DictReader(open(run_dir / "progress.csv")))
+    tags = set(events.Tags()["scalars"])
+    assert "charts/SPS" in tags
+    for column in ("charts/episodic_return", "losses/policy_loss", "losses/approx_kl", "charts/learning_rate"):
+        logged = events.Scalars(column)
+        assert [e.step for e in logged] == [int(r["global_step"]) for r in rows], column
+        np.testing.assert_allclose([e.value for e in logged], [float(r[column]) for r in rows], rtol=1e-6)
+
+
 def test_config_json_records_values_and_their_sources(run_dir):
     data = json.loads((run_dir / "config.json").read_text())
     assert data["preset"] == "ppo/CartPole-v1"

@@ -49,6 +49,8 @@ class A2CConfig(OnPolicyConfig):
     """ε of the optimizer."""
     normalize_advantage: bool = False
     """Normalise advantages over each rollout."""
+    log_interval: int = 20
+    """Write a progress row every this many updates (an update is only n_steps × n_envs steps here)."""
 
     def validate(self) -> None:
         super().validate()

@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/distributed.py
 
 bench-full: $(STAMP)
+	$(PY) benchmarks/op_profile.py
 	$(PY) benchmarks/bench.py
 
 clean:

@@ -29,8 +29,9 @@ lint: $(STAMP)
 learn: $(STAMP)
 	$(PY) benchmarks/learn.py
 
+# The quick set writes benchmarks/results/quick/ (its own RESULTS.md), never over bench-full's results.
 bench: $(STAMP)
-	$(PY) benchmarks/bench.py --quick
+	$(PY) benchmarks/bench.py --quick --out benchmarks/results/quick
 	$(PY) benchmarks/distributed.py
 
 bench-full: $(STAMP)

@@ -1,7 +1,7 @@
 """pgrad against Stable-Baselines3, side by side on this machine, in one script.
 
-    make bench        quick set: the CartPole cases, seed 0
-    make bench-full   every case, seeds 0, 1, 2
+    make bench        quick set: the CartPole cases, seed 0 → benchmarks/results/quick/RESULTS.md
+    make bench-full   every case, seeds 0, 1, 2 (and op_profile.py) → benchmarks/RESULTS.md
 
 For each case both libraries train with the same hyperparameters (RL-Zoo's, written out below in
 pgrad's field names, which are SB3's), the same env, budget and torch thread count, alternating
@@ -356,7 +356,7 @@ def write_markdown(out: Path = RESULTS) -> None:
             f"| {fmt(s['pgrad_eval'])} | {fmt(s['sb3_eval'])} |"
         )
     text = [
-        "# pgrad vs Stable-Baselines3 (`make bench`, `make bench-full`)",
+        "# pgrad vs Stable-Baselines3 (`make bench-full`; `make bench` runs a quick set into results/quick/)",
         "",
         f"Machine: {header}. One torch thread for both; same hyperparameters (in `benchmarks/bench.py`),",
         "env, budget and episode seeds; runs alternate pgrad / SB3, each in a fresh process. SPS = env steps",

@@ -1,0 +1,43 @@
+"""The benchmark harness end to end at a tiny budget: it must keep running as the library changes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent.parent / "benchmarks"
+
+
+@pytest.mark.slow
+def test_bench_runs_both_libraries_and_writes_results(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "bench.py"), "--cases", "ppo-cartpole", "--seeds", "0", "--steps", "512"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads((tmp_path / "ppo-cartpole.json").read_text())
+    assert {r["lib"] for r in data["runs"]} == {"pgrad", "sb3"} and data["steps"] == 512
+    pgrad_run = next(r for r in data["runs"] if r["lib"] == "pgrad")
+    assert pgrad_run["phase_s"]["update"] > 0 and pgrad_run["phase_s"]["collect"] > 0
+    assert 0 < data["summary"]["pgrad_update_share"] < 1 and data["summary"]["ratio"] > 0
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert "| ppo-cartpole | 512 | 1 |" in table
+
+
+def test_op_profile_reports_shares_that_add_up():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import op_profile
+    finally:
+        sys.path.remove(str(BENCH))
+    result = op_profile.profile("a2c-cartpole", repeats=3)
+    assert result["update_ms"] > 0 and result["ops_per_update"] > 10
+    assert 0 < sum(result["shares"].values()) <= 1
+    assert all(0 < row["share"] <= 1 for row in result["top"])

@@ -65,7 +65,7 @@ class RolloutBuffer:
         truncated: np.ndarray,
     ) -> None:
         row = (obs, actions, log_probs, values, rewards, terminated, truncated)
-        if self.device.type == "cpu":  # through numpy views of the same memory: 5 µs a step instead of 16
+        if self.device.type == "cpu":  # through numpy views of the same memory: 7.6 µs a step instead of 16
             for name, x in zip(self.STORED, row, strict=True):
                 self._views[name][t] = x.numpy() if torch.is_tensor(x) else x
         else:

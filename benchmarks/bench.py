@@ -418,7 +418,7 @@ How to read it (what the profile below showed, and what was done about it):
   one), rollout rows stored through numpy views (16 → 7.6 µs a step), Gumbel noise transformed a
   block at a time, MLP layers called without `Module.__call__`, no entropy graph when c_ent = 0.
 - **Off-policy, Pendulum.** Matrix products are 69-82% of an update (the profile table), and they
-  already run at this core's peak (~97 GFLOP/s for 256×256 by 256). pgrad does less arithmetic
+  already run at full sgemm speed (~97 GFLOP/s for 256×256 by 256 on one core). pgrad does less arithmetic
   than SB3 (the actor step computes no critic weight gradients, which SB3 computes and discards)
   and runs fused Adam; stacking the twin critics into one batched matmul per layer measured no
   faster on CPU (2.26 vs 2.27 ms forward + backward). With the same products left on one thread,

@@ -95,7 +95,7 @@ def profile(name: str, repeats: int) -> dict:
     for _ in range(repeats):
         update()
     per_update_ms = (time.perf_counter() - start) / repeats * 1e3
-    with torch_profiler_quiet(), torch_profile() as prof:
+    with QuietStderr(), torch_profile() as prof:
         for _ in range(repeats):
             update()
     events = prof.key_averages()
@@ -116,7 +116,7 @@ def profile(name: str, repeats: int) -> dict:
     }
 
 
-class torch_profiler_quiet:
+class QuietStderr:
     """The profiler's own start/stop lines go to stderr; keep the report readable."""
 
     def __enter__(self):

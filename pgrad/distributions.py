@@ -64,7 +64,7 @@ class EnvGenerators:
                 dim=1,
             )
             if kind == "gumbel":
-                block = block.log_().neg_().log_().neg_()  # in place: self.block holds G
+                _gumbel_(block)  # in place: self.block holds G
             self.kind, self.pos = kind, 0
         self.pos += 1
         return block[self.pos - 1]
@@ -84,13 +84,18 @@ class EnvGenerators:
         self.kind, self.pos = state["kind"], int(state["pos"])
 
 
+def _gumbel_(u: Tensor) -> Tensor:
+    """Uniforms U → Gumbel(0, 1) noise G = −log(−log U), in place."""
+    return u.log_().neg_().log_().neg_()
+
+
 def _noise(kind: str, like: Tensor, generator: torch.Generator | EnvGenerators | None) -> Tensor:
     if isinstance(generator, EnvGenerators):
         return generator.draw(kind, like.shape, like)
     noise = (torch.randn if kind == "normal" else torch.rand)(
         like.shape, generator=generator, dtype=like.dtype, device=like.device
     )
-    return noise.log_().neg_().log_().neg_() if kind == "gumbel" else noise
+    return _gumbel_(noise) if kind == "gumbel" else noise
 
 
 class Categorical:

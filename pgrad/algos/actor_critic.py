@@ -97,10 +97,10 @@ class A2C:
         self.params = list(self.policy.parameters())
         if cfg.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(
-                self.policy.parameters(), lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps, foreach=True
+                self.params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps, foreach=True
             )
         else:
-            self.optimizer = adam(self.policy.parameters(), cfg.learning_rate, eps=cfg.optimizer_eps)
+            self.optimizer = adam(self.params, cfg.learning_rate, eps=cfg.optimizer_eps)
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         learning_rate = schedule(self.cfg.learning_rate, self.cfg.lr_schedule, progress_remaining)

@@ -105,7 +105,9 @@ def check_finite(metrics: dict[str, float], step: int, params: Sequence[tuple[st
         raise NonFiniteError(f"non-finite {', '.join(bad)} at step {step}")
     if params:
         # One fused norm over all tensors (NaN/inf propagate into it); name them only if it fails.
-        if bool(torch.stack(torch._foreach_norm([p.detach() for _, p in params])).isfinite().all()):
+        with torch.no_grad():
+            norms = torch._foreach_norm([p for _, p in params])
+        if bool(torch.stack(norms).isfinite().all()):
             return
         finite = torch.stack([p.detach().isfinite().all() for _, p in params])
         if not bool(finite.all()):

@@ -38,7 +38,7 @@ class DDPG:
         self.cfg, self.device = cfg, device
         obs_dim, action_dim = int(observation_space.shape[0]), require_box("ddpg", action_space)
         self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=1).to(device)
+        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=1).to(device)  # Q = member 0
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
@@ -60,10 +60,10 @@ class DDPG:
             target_q = td_target(
                 batch["rewards"],
                 batch["terminated"],
-                self.critic_target(next_obs, self.actor_target(next_obs))[0],
+                self.critic_target.member(0, next_obs, self.actor_target(next_obs)),
                 cfg.gamma,
             )
-        q = self.critic(obs, actions)[0]
+        q = self.critic.member(0, obs, actions)
         critic_loss = F.mse_loss(q, target_q)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -71,7 +71,7 @@ class DDPG:
 
         with frozen(self.critic):
             # actor: max E[Q(s, μ(s))]
-            actor_loss = -self.critic(obs, self.actor(obs))[0].mean()
+            actor_loss = -self.critic.member(0, obs, self.actor(obs)).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()

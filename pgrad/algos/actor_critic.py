@@ -24,7 +24,7 @@ from pgrad.buffers import RolloutBuffer
 from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule, set_learning_rate
 from pgrad.estimators import explained_variance, n_step_returns, standardize
 from pgrad.networks import actor_critic_for
-from pgrad.optim import adam, clip_grad_norm_
+from pgrad.optim import RMSprop, adam, clip_grad_norm_
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,7 @@ class A2C:
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)
         self.params = list(self.policy.parameters())
         if cfg.optimizer == "rmsprop":
-            self.optimizer = torch.optim.RMSprop(
-                self.params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps, foreach=True
-            )
+            self.optimizer = RMSprop(self.params, cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps)
         else:
             self.optimizer = adam(self.params, cfg.learning_rate, eps=cfg.optimizer_eps)
 

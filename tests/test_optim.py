@@ -1,0 +1,120 @@
+"""pgrad.optim against torch's own optimisers and clipping: the same numbers, the same state."""
+
+import copy
+
+import pytest
+import torch
+
+from pgrad.networks import ActorCritic
+from pgrad.optim import Adam, RMSprop, clip_grad_norm_
+
+
+def _nets(n: int = 2) -> list[ActorCritic]:
+    torch.manual_seed(0)
+    net = ActorCritic(4, 2, discrete=True)
+    copies = [ActorCritic(4, 2, discrete=True) for _ in range(n - 1)]
+    for c in copies:
+        c.load_state_dict(net.state_dict())
+    return [net, *copies]
+
+
+def _train(nets, optimizers, steps: int, lrs=None, skip_value_at=()) -> None:
+    """The same gradients (a fixed loss on fixed data) through each (net, optimizer) pair; the
+    value net gets no gradient at the steps in ``skip_value_at`` (its ``.grad`` stays None)."""
+    g = torch.Generator().manual_seed(1)
+    for t in range(steps):
+        obs = torch.randn(16, 4, generator=g)
+        for net, opt in zip(nets, optimizers, strict=True):
+            if lrs is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lrs[t]
+            opt.zero_grad(set_to_none=True)
+            dist, values = net(obs)
+            loss = -dist.log_prob(torch.zeros(16, dtype=torch.long)).mean()
+            if t not in skip_value_at:
+                loss = loss + values.pow(2).mean()
+            loss.backward()
+            opt.step()
+
+
+def _assert_same_weights(a, b) -> None:
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize("eps", [1e-8, 1e-5])
+def test_adam_equals_torch_fused_adam_bitwise(eps):
+    ours_net, torch_net, plain_net = _nets(3)
+    ours = Adam(ours_net.parameters(), lr=1e-3, eps=eps)
+    reference = torch.optim.Adam(torch_net.parameters(), lr=1e-3, eps=eps, fused=True)
+    plain = torch.optim.Adam(plain_net.parameters(), lr=1e-3, eps=eps, foreach=False)
+    lrs = [1e-3 * (1 - t / 30) for t in range(30)]  # a linear schedule, as PPO's
+    _train([ours_net, torch_net, plain_net], [ours, reference, plain], 30, lrs, skip_value_at={3, 4})
+    _assert_same_weights(ours_net, torch_net)
+    for p, q in zip(ours_net.parameters(), plain_net.parameters(), strict=True):  # the per-tensor loop
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    for p, q in zip(ours_net.parameters(), torch_net.parameters(), strict=True):
+        assert torch.equal(ours.state[p]["step"], reference.state[q]["step"])  # 28 for the value net
+
+
+def test_rmsprop_equals_torch_rmsprop_bitwise():
+    ours_net, torch_net = _nets(2)
+    ours = RMSprop(ours_net.parameters(), lr=7e-4, alpha=0.99, eps=1e-5)
+    reference = torch.optim.RMSprop(torch_net.parameters(), lr=7e-4, alpha=0.99, eps=1e-5, foreach=True)
+    _train([ours_net, torch_net], [ours, reference], 25, [7e-4 * (1 - t / 25) for t in range(25)], {2})
+    _assert_same_weights(ours_net, torch_net)
+
+
+@pytest.mark.parametrize("make", [lambda ps: Adam(ps, 1e-3), lambda ps: RMSprop(ps, 7e-4, 0.99, 1e-5)])
+def test_state_dict_interchangeable_with_torch(make):
+    """A checkpoint of pgrad's optimizer loads into torch's and the other way round, and both
+    continue identically."""
+    a_net, b_net = _nets(2)
+    ours = make(a_net.parameters())
+    _train([a_net], [ours], 5)
+    b_net.load_state_dict(a_net.state_dict())
+    kind = type(ours).__mro__[2]  # torch.optim.Adam / RMSprop
+    options = {"fused": True} if kind is torch.optim.Adam else {"foreach": True}
+    theirs = kind(b_net.parameters(), lr=1.0, **options)
+    theirs.load_state_dict(copy.deepcopy(ours.state_dict()))  # (a state_dict shares the tensors)
+    _train([a_net, b_net], [ours, theirs], 5)
+    _assert_same_weights(a_net, b_net)
+    again = make(b_net.parameters())
+    again.load_state_dict(copy.deepcopy(theirs.state_dict()))
+    _train([a_net, b_net], [ours, again], 3)
+    _assert_same_weights(a_net, b_net)
+
+
+def test_options_pgrad_does_not_use_fall_back_to_torch():
+    """amsgrad or weight decay set on a group afterwards: torch's own step runs, so the result
+    still equals torch's."""
+    a_net, b_net = _nets(2)
+    ours = Adam(a_net.parameters(), lr=1e-3)
+    reference = torch.optim.Adam(b_net.parameters(), lr=1e-3, fused=True, weight_decay=0.1)
+    ours.param_groups[0]["weight_decay"] = 0.1
+    _train([a_net, b_net], [ours, reference], 5)
+    _assert_same_weights(a_net, b_net)
+
+
+def test_zero_grad_sets_none_or_zero():
+    net = _nets(1)[0]
+    opt = Adam(net.parameters(), lr=1e-3)
+    _train([net], [opt], 1)
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in net.parameters())
+    opt.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 0.5, 1e3])
+def test_clip_grad_norm_matches_torch(max_norm):
+    a_net, b_net = _nets(2)
+    obs = torch.randn(32, 4, generator=torch.Generator().manual_seed(2))
+    for net in (a_net, b_net):
+        dist, values = net(obs)
+        (dist.entropy().mean() + values.pow(2).mean()).backward()
+    ours = clip_grad_norm_(list(a_net.parameters()), max_norm)
+    theirs = torch.nn.utils.clip_grad_norm_(list(b_net.parameters()), max_norm, foreach=False)
+    torch.testing.assert_close(ours, theirs)
+    for p, q in zip(a_net.parameters(), b_net.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-9)

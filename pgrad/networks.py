@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from pgrad.buffers import minibatches
 from pgrad.distributions import Categorical, DiagGaussian, TanhGaussian
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
@@ -165,6 +166,64 @@ class ActorCritic(nn.Module):
         dist = self.distribution(obs)
         return dist.mode() if deterministic else dist.sample()
 
+    def for_acting(self) -> ActorCritic | FusedActorCritic:
+        """``(π_θ, V_θ)`` in the form that is cheapest on the small batches of acting, for the
+        current θ: a :class:`FusedActorCritic` for separate networks up to ``FusedActorCritic.MAX_WIDTH``
+        wide, else this module itself. Valid until θ changes (the on-policy loop takes one per
+        rollout, whose θ_old is fixed)."""
+        if self.shared or max(self.spec["hidden_sizes"], default=0) > FusedActorCritic.MAX_WIDTH:
+            return self
+        return FusedActorCritic(self)
+
+
+class FusedActorCritic:
+    """The separate policy and value networks of an :class:`ActorCritic` as one network, for acting.
+
+    With ``W^π_k, W^V_k`` the k-th layers' weights, layer 1 stacks them, ``[W^π_1; W^V_1] s``, and
+    every later layer is block-diagonal, ``diag(W^π_k, W^V_k)``, so one pass computes
+    ``[π-head(s), V(s)]``: for 64-64 networks 5 operator calls instead of 10, 19-32 µs instead of
+    44-56 µs a pass for 2-8 states, 94 vs 103 µs for 64 (one CPU thread). Acting is dispatch-bound,
+    so the zero blocks' wasted products cost little up to ``MAX_WIDTH`` units; at 128-128 they do
+    (53 vs 66 µs for 8 states but 209 vs 193 µs for 64). The outputs equal the separate networks'
+    up to float rounding (~1e-7: the zero blocks change a matmul's summation).
+
+    It holds a copy of θ from when it was built (~45 µs): build one per rollout, not per step.
+    """
+
+    MAX_WIDTH = 64
+
+    def __init__(self, ac: ActorCritic):
+        policy_layers = [m for m in ac.policy_net if isinstance(m, nn.Linear)]
+        value_layers = [m for m in ac.value_net if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            self.layers = [
+                (
+                    torch.cat([p.weight, v.weight]) if k == 0 else torch.block_diag(p.weight, v.weight),
+                    torch.cat([p.bias, v.bias]),
+                )
+                for k, (p, v) in enumerate(zip(policy_layers, value_layers, strict=True))
+            ]
+        self.activation = ac.policy_net[1] if len(policy_layers) > 1 else None
+        self.head_out = policy_layers[-1].out_features
+        self.actor_critic = ac
+
+    def _out(self, obs: Tensor) -> Tensor:
+        x, last = obs, len(self.layers) - 1
+        for k, (weight, bias) in enumerate(self.layers):
+            x = nn.functional.linear(x, weight, bias)
+            if k < last:
+                x = self.activation.forward(x)
+        return x
+
+    def __call__(self, obs: Tensor) -> tuple[Categorical | DiagGaussian, Tensor]:
+        """``(π(·|s), V(s))``, as :meth:`ActorCritic.forward`."""
+        out = self._out(obs)
+        return self.actor_critic._head_to_distribution(out[:, : self.head_out]), out[:, self.head_out]
+
+    def value(self, obs: Tensor) -> Tensor:
+        """V(s) ``[B]``."""
+        return self._out(obs)[:, self.head_out]
+
 
 def actor_critic_for(cfg, observation_space, action_space) -> ActorCritic:
     """The actor-critic an on-policy config asks for (``OnPolicyConfig`` fields) on these spaces."""
@@ -199,9 +258,7 @@ def fit_value(
     losses = []
     for _epoch in range(epochs):
         losses = []
-        perm = torch.randperm(n, generator=generator).to(obs.device)
-        for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
+        for idx in minibatches(n, batch_size, generator, obs.device):
             loss = (value_fn(obs[idx]) - targets[idx]).pow(2).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -171,7 +171,10 @@ def n_step_returns(
 
 def standardize(x: Tensor) -> Tensor:
     """``(x − mean) / (std + 1e-8)``: advantage normalisation (a single sample is left as is)."""
-    return (x - x.mean()) / (x.std() + 1e-8) if x.numel() > 1 else x
+    if x.numel() < 2:
+        return x
+    std, mean = torch.std_mean(x)  # one pass for both
+    return (x - mean) / (std + 1e-8)
 
 
 def explained_variance(predictions: Tensor, targets: Tensor) -> Tensor:

@@ -410,26 +410,37 @@ How to read it (what the profile below showed, and what was done about it):
 
 - **On-policy, CartPole.** RL-Zoo's PPO config takes 20 gradient steps on 256 samples per 256 env
   steps (7,800 for 100k steps), so PPO is update-bound: the `pgrad update` column. One eager-PyTorch
-  gradient step of the two 64-64 tanh MLPs costs ~1.3 ms here, as much as ~65 env steps with
-  inference, so no trainer running this config comes near the floor. `aten::tanh` alone is about a
-  fifth of the update (~2.6 ns an element: not vectorised in this CPU build; 2σ(2x) − 1 is twice as
-  fast forward but no faster forward + backward, so tanh stays); the rest is ~760 operator calls
-  per gradient step (the loss, autograd's and the optimizer's), most of them a few µs each. What was cut: fused Adam everywhere and
-  a 4-kernel global grad-norm clip (optimizer 310 → 76 µs, clip 72 → 40 µs a step), one TensorBoard
-  event per progress row (0.78 → 0.11 ms a row; A2C also writes a row every 20 updates, not every
-  one), rollout rows stored through numpy views (16 → 7.6 µs a step), Gumbel noise transformed a
-  block at a time, MLP layers called without `Module.__call__`, no entropy graph when c_ent = 0.
-- **Off-policy, Pendulum.** Matrix products are 69-82% of an update (the profile table), and they
+  gradient step of the two 64-64 tanh MLPs costs ~1.15 ms here (~670 operator calls: the loss,
+  autograd's and the optimizer's), as much as ~55 env steps with inference, so no trainer running
+  this config comes near the floor. `aten::tanh` alone is a fifth of the update (~2.6 ns an element:
+  not vectorised in this CPU build, where sigmoid runs 6× faster; 2σ(2x) − 1 is faster forward but
+  no faster forward + backward, and as a custom autograd Function its ~30 µs of Python a call is
+  not paid back at 256 rows). What was cut, each where the profile pointed: Adam and RMSprop steps
+  that call their kernels directly (torch's `step` regroups the tensors every call: 83 → 33 µs for
+  Adam), a 4-kernel global grad-norm clip (72 → 20 µs), acting through one fused actor-critic
+  network (stacked first layer, block-diagonal after: 5 operator calls instead of 10; TRPO's act
+  86 → 64 µs a step), one minibatch of the whole rollout used in place instead of gathered through
+  a permutation, one TensorBoard event per progress row (0.78 → 0.11 ms a row; A2C also writes a
+  row every 20 updates), rollout rows stored through numpy views (16 → 7.6 µs a step), Gumbel
+  noise transformed a block at a time, MLP layers called without `Module.__call__`, no entropy
+  graph when c_ent = 0. What is left of an A2C update (~0.95 ms for 40 samples) is mostly the
+  operator calls of a forward, a backward and an optimizer step; RMSprop has no fused kernel, and
+  on the CPU torch's foreach ops loop over the 12 tensors one dispatch each.
+- **TRPO.** An update (1,024 states) is ~60 ms: 11 Fisher-vector products by double backward
+  through the tanh nets (~1.5 ms each; the Gauss-Newton form Jᵀ M J v with a forward-mode J v gave
+  the same product to 6e-8 but took 1.6 ms, so it was not adopted) and the critic fit (40 Adam
+  steps on 512 states, ~29 ms).
+- **Off-policy, Pendulum.** Matrix products are 72-83% of an update (the profile table), and they
   already run at full sgemm speed (~97 GFLOP/s for 256×256 by 256 on one core). pgrad does less arithmetic
   than SB3 (the actor step computes no critic weight gradients, which SB3 computes and discards)
   and runs fused Adam; stacking the twin critics into one batched matmul per layer measured no
   faster on CPU (2.26 vs 2.27 ms forward + backward). With the same products left on one thread,
   the lead is bounded by their share: 1.5× is out of reach on this CPU.
 - **Returns.** Both libraries are evaluated on the same 10 episode seeds. A2C at 100k steps on
-  CartPole is bimodal for both (a run converges to ~500 or stalls near 100-180): over seeds 0-8
-  (the two a2c rows) pgrad has 6 of 9 runs ≥ 465, SB3 6 of 9. PPO on Pendulum at 150k steps is
-  not converged for either: over seeds 0-8, pgrad −265 ± 72, SB3 −241 ± 74 (a difference of 0.7
-  standard errors).
+  CartPole is bimodal for both (most runs converge to ~500 or stall near 60-180): over seeds 0-8
+  (the two a2c rows) pgrad has 5 of 9 runs ≥ 465 (mean 360), SB3 6 of 9 (mean 379). PPO on
+  Pendulum at 150k steps is not converged for either: over seeds 0-8, pgrad −247 ± 73, SB3
+  −241 ± 74.
 """.splitlines()
 
 

@@ -159,6 +159,48 @@ class ActionMap:
         return self.bias + self.scale * np.clip(actions, -1.0, 1.0)
 
 
+SIM_TYPES = (np.ndarray, np.random.Generator, np.generic, bool, int, float, type(None))
+NATIVE_STATE = ("gymnasium.envs.mujoco", "gymnasium.envs.box2d")  # physics in native objects
+
+
+class SimState(gym.Wrapper):
+    """The outermost wrapper of every sub-env: reads and writes the state of the layers below it.
+
+    ``pgrad_sim_state`` is a property, so gymnasium's ``get_attr`` / ``set_attr`` reach it in both
+    vectorisation modes: in this process (sync) or in the env's subprocess (async), where the
+    values travel pickled through gymnasium's pipe. It holds no state of its own.
+    """
+
+    @property
+    def pgrad_exact_state(self) -> bool:
+        return not type(self.env.unwrapped).__module__.startswith(NATIVE_STATE)
+
+    def _layers(self):
+        layer, depth = self.env, 0
+        while True:
+            yield f"layer{depth}", layer
+            if not isinstance(layer, gym.Wrapper):
+                return
+            layer, depth = layer.env, depth + 1
+
+    @property
+    def pgrad_attributes(self) -> list[str]:
+        """Every attribute name of the layers below, whatever its value: what a saved state may set."""
+        return [f"{name}.{key}" for name, layer in self._layers() for key in vars(layer)]
+
+    @property
+    def pgrad_sim_state(self) -> dict:
+        return {f"{name}.{key}": value for name, layer in self._layers() for key, value in vars(layer).items()
+                if isinstance(value, SIM_TYPES)}  # fmt: skip
+
+    @pgrad_sim_state.setter
+    def pgrad_sim_state(self, state: dict) -> None:
+        layers = dict(self._layers())
+        for full_key, value in state.items():
+            name, key = full_key.split(".", 1)
+            setattr(layers[name], key, value)
+
+
 class VecEnv:
     """A gymnasium vector env of ``n_envs`` copies, seeded ``seed + i``, autoreset SAME_STEP.
 
@@ -192,6 +234,7 @@ class VecEnv:
             num_envs=n_envs,
             vectorization_mode=vectorization,
             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            wrappers=[SimState],
             **(env_kwargs or {}),
         )
         self.observation_space = self.envs.single_observation_space
@@ -242,45 +285,44 @@ class VecEnv:
         rewards = norm.reward(rewards.astype(np.float32, copy=False), dones)
         return obs, rewards, terminated, truncated, next_obs
 
-    def _layers(self):
-        """Every wrapper and the unwrapped env of every sub-env, with a stable name."""
-        if not hasattr(self.envs, "envs"):
-            raise ValueError("exact checkpoints need vectorization='sync' (the sub-envs live in this process)")
-        for i, env in enumerate(self.envs.envs):
-            layer, depth = env, 0
-            while True:
-                yield f"env{i}.layer{depth}", layer
-                if not hasattr(layer, "env"):
-                    break
-                layer, depth = layer.env, depth + 1
-
-    _SIM_TYPES = (np.ndarray, np.random.Generator, np.generic, bool, int, float, type(None))
-    _NATIVE_STATE = ("gymnasium.envs.mujoco", "gymnasium.envs.box2d")  # physics in native objects
-
     @property
     def exact_state(self) -> bool:
         """Whether ``sim_state`` holds all of the sub-envs' state (not for MuJoCo or Box2D)."""
-        return hasattr(self.envs, "envs") and not any(
-            type(env.unwrapped).__module__.startswith(self._NATIVE_STATE) for env in self.envs.envs
-        )
+        return all(self.envs.get_attr("pgrad_exact_state"))
 
     def sim_state(self) -> dict:
-        """The sub-envs' own state: plain numeric attributes (e.g. CartPole's ``state``, a
-        TimeLimit's ``_elapsed_steps``) and each env's random generator. Simulators that keep
-        their state elsewhere (MuJoCo's ``MjData``) are not covered."""
-        return {
-            f"{name}.{key}": value
-            for name, layer in self._layers()
-            for key, value in vars(layer).items()
-            if isinstance(value, self._SIM_TYPES)
-        }
+        """The sub-envs' own state, ``{"env{i}.layer{depth}.{attribute}": value}``: plain numeric
+        attributes (e.g. CartPole's ``state``, a TimeLimit's ``_elapsed_steps``) and each env's random
+        generator, read through :class:`SimState` in this process (sync) or the env's (async)."""
+        return {f"env{i}.{key}": value for i, state in enumerate(self.envs.get_attr("pgrad_sim_state"))
+                for key, value in state.items()}  # fmt: skip
+
+    def fresh_sim_state(self) -> tuple[dict, set[str]]:
+        """``(sim_state, attribute names)`` after a seeded reset of the sub-envs (not of the
+        statistics), when the layers have the attributes a stepped env has: the structure a
+        saved state must fit."""
+        self.envs.reset(seed=self.seed)
+        names = {f"env{i}.{key}" for i, keys in enumerate(self.envs.get_attr("pgrad_attributes")) for key in keys}
+        return self.sim_state(), names
 
     def load_sim_state(self, state: dict) -> None:
-        """Set every saved attribute, also those a never-reset env does not have yet."""
-        layers = dict(self._layers())
-        for full_key, value in state.items():
-            name, key = full_key.rsplit(".", 1)
-            setattr(layers[name], key, value)
+        """Write a saved ``sim_state`` back into reset sub-envs. A saved key that the run's own envs
+        do not have, or a value of another kind than plain numbers, arrays and generators, is
+        refused (``ValueError``): a checkpoint never chooses what it sets."""
+        _, names = self.fresh_sim_state()
+        unknown = sorted(set(state) - names)
+        if unknown:
+            raise ValueError(f"the saved environment state has attributes this run's envs do not: {unknown[:3]}")
+        for key, value in state.items():
+            if not isinstance(value, SIM_TYPES):
+                raise ValueError(
+                    f"the saved environment state {key} is a {type(value).__name__}, not a number or array"
+                )
+        per_env: list[dict] = [{} for _ in range(self.n_envs)]
+        for key, value in state.items():
+            env, rest = key.split(".", 1)
+            per_env[int(env[3:])][rest] = value
+        self.envs.set_attr("pgrad_sim_state", per_env)
 
     def pop_episodes(self) -> tuple[list[float], list[int]]:
         returns, lengths = self.episode_returns, self.episode_lengths

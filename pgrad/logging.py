@@ -8,6 +8,7 @@ config on CPU write identical files. Wall-clock quantities (SPS, elapsed time) g
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from pgrad.checkpoint import CheckpointError, atomic_write
 
 
 class RunLogger:
@@ -38,14 +41,16 @@ class RunLogger:
             self._timing = csv.writer(self._timing_file)
             self._timing.writerow(["global_step", "time_elapsed", "sps"])
         else:
-            fields = _truncate_csv(self.run_dir / "progress.csv", resume_step)
-            timing_rows = _truncate_csv(self.run_dir / "timing.csv", resume_step, return_rows=True)
+            fields, _ = _truncate_csv(self.run_dir / "progress.csv", resume_step)
+            _, timing_rows = _truncate_csv(self.run_dir / "timing.csv", resume_step)
             self._offset = float(timing_rows[-1]["time_elapsed"]) if timing_rows else 0.0
             self._csv_file = open(self.run_dir / "progress.csv", "a", newline="")
             if fields:
                 self._csv = csv.DictWriter(self._csv_file, fieldnames=fields, restval="")
             self._timing_file = open(self.run_dir / "timing.csv", "a", newline="")
             self._timing = csv.writer(self._timing_file)
+            if not timing_rows:
+                self._timing.writerow(["global_step", "time_elapsed", "sps"])
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -127,16 +132,32 @@ class RunLogger:
         self.close()
 
 
-def _truncate_csv(path: Path, last_step: int, return_rows: bool = False):
-    """Keep the header and the rows with ``global_step <= last_step``; returns the header (or rows)."""
-    if not path.is_file():
-        return [] if return_rows else None
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames
-        rows = [row for row in reader if int(row["global_step"]) <= last_step]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+def _truncate_csv(path: Path, last_step: int) -> tuple[list[str] | None, list[dict[str, str]]]:
+    """Keep the rows with ``global_step <= last_step``; returns ``(header, rows kept)``.
+
+    The file is replaced atomically (a kill during the rewrite leaves the old file whole). When no
+    row is kept (a checkpoint written before the first logged row) the file is left empty and the
+    header is ``None``: the caller writes it again with the first row."""
+    rows: list[dict[str, str]] = []
+    fields: list[str] | None = None
+    if path.is_file():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            fields = list(reader.fieldnames) if reader.fieldnames else None
+            rows = [row for row in reader if _step(row, path) <= last_step]
+    if not rows:
+        fields = None
+    text = io.StringIO()
+    if fields is not None:
+        writer = csv.DictWriter(text, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    return rows if return_rows else fields
+    atomic_write(path, text.getvalue().encode())
+    return fields, rows
+
+
+def _step(row: dict[str, str], path: Path) -> int:
+    try:
+        return int(row["global_step"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path}: a row without a valid global_step ({row}); the file is corrupt") from None

@@ -1,15 +1,25 @@
 """Capture and restore the complete training state of plain Python objects, as tensors + JSON.
 
 ``capture(obj)`` walks an object's attributes (and those of the objects it holds) and records
-every leaf that determines the future of a run: module weights, optimizer state, torch and numpy
-random generators, tensors, arrays, and plain scalars. ``restore(obj, ...)`` writes them back into
-an object built the same way (from the same config), in place. Nothing is pickled, so a saved
-state loads without executing code.
+every leaf that determines the future of a run: module weights, optimizer state, torch, numpy and
+Python random generators, tensors, arrays, and plain scalars. ``restore(obj, ...)`` writes them
+back into an object built the same way (from the same config), in place. Nothing is pickled, so a
+saved state loads without executing code.
+
+The walk is strict: every attribute of every object it enters is either state it knows how to
+save, or declared wiring (the class's ``not_state`` tuple, or the names in ``SKIP``). Anything
+else — a function, a class, a container of objects, a native object — raises :class:`StateError`
+naming the attribute, so a member that holds state can never be skipped silently (a callable
+noise process once was). Restoring writes only into the structure the run itself built, and
+rebuilds numpy generators only from an allow-list of bit generators.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import random
+import types
 from collections import deque
 from typing import Any
 
@@ -22,12 +32,27 @@ SCALARS = (bool, int, float, str, type(None))
 SKIP = {"cfg", "device", "spec", "observation_space", "action_space", "envs"}
 
 
+# numpy bit generators a checkpoint may name; a name is looked up here, never on the numpy module
+BIT_GENERATORS = {cls.__name__: cls for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937,
+                                                np.random.Philox, np.random.SFC64)}  # fmt: skip
+_NOT_STATE_TYPES = (
+    types.FunctionType, types.MethodType, types.BuiltinFunctionType, type, types.ModuleType, functools.partial
+)  # fmt: skip
+
+
+class StateError(TypeError):
+    """An object holds an attribute that is neither saveable state nor declared wiring."""
+
+
 def _children(obj: Any) -> list[tuple[str, Any]]:
     wiring = getattr(obj, "not_state", ())  # a class's own list of attributes that are wiring, not state
-    return sorted(
-        (k, v)
-        for k, v in vars(obj).items()
-        if k not in SKIP and k not in wiring and (isinstance(v, nn.Module) or not callable(v))
+    return sorted((k, v) for k, v in vars(obj).items() if k not in SKIP and k not in wiring)
+
+
+def _refuse(obj: Any, prefix: str) -> None:
+    raise StateError(
+        f"{prefix} ({type(obj).__module__}.{type(obj).__qualname__}) is neither checkpointable state nor "
+        "declared wiring: add its name to its owner's `not_state`, or give the owner checkpoint_state()"
     )
 
 
@@ -64,6 +89,9 @@ def capture(
         meta[prefix] = {"ndarray": str(obj.dtype), "shape": list(obj.shape)}
     elif isinstance(obj, np.random.Generator):
         meta[prefix] = {"numpy_generator": obj.bit_generator.state}
+    elif isinstance(obj, random.Random):
+        version, internal, gauss = obj.getstate()
+        meta[prefix] = {"python_random": [version, list(internal), gauss]}
     elif isinstance(obj, np.generic):
         meta[prefix] = obj.item()
     elif isinstance(obj, SCALARS):
@@ -75,9 +103,11 @@ def capture(
             capture(v, f"{prefix}.{k}", tensors, meta, seen)
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type) and obj.__dataclass_params__.frozen:
         return  # a config: rebuilt, not restored
-    elif hasattr(obj, "__dict__"):
+    elif hasattr(obj, "__dict__") and not isinstance(obj, _NOT_STATE_TYPES):
         for k, v in _children(obj):
             capture(v, f"{prefix}.{k}", tensors, meta, seen)
+    else:
+        _refuse(obj, prefix)
 
 
 def restore(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Any:
@@ -119,10 +149,10 @@ def restore(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[
     if isinstance(entry, dict) and "ndarray" in entry:  # by the saved kind: the attribute may be None now
         return tensors[prefix].numpy().astype(entry["ndarray"], copy=True).reshape(entry["shape"])
     if isinstance(entry, dict) and "numpy_generator" in entry:
-        saved = entry["numpy_generator"]
-        if not isinstance(obj, np.random.Generator):  # e.g. an env's RNG not created yet
-            obj = np.random.Generator(getattr(np.random, saved["bit_generator"])())
-        obj.bit_generator.state = saved
+        return restore_numpy_generator(obj, entry["numpy_generator"], prefix)
+    if isinstance(entry, dict) and "python_random" in entry:
+        version, internal, gauss = entry["python_random"]
+        obj.setstate((version, tuple(internal), gauss))
         return obj
     if isinstance(entry, dict) and "sequence" in entry:
         if isinstance(obj, deque):
@@ -141,4 +171,16 @@ def restore(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[
             new = restore(v, f"{prefix}.{k}", tensors, meta)
             if new is not v:
                 setattr(obj, k, new)
+    return obj
+
+
+def restore_numpy_generator(obj: Any, saved: Any, name: str) -> np.random.Generator:
+    """Set a numpy generator to a saved ``bit_generator.state``; a generator is created (for an
+    env whose RNG does not exist yet) only of a bit generator type in :data:`BIT_GENERATORS`."""
+    kind = saved.get("bit_generator") if isinstance(saved, dict) else None
+    if kind not in BIT_GENERATORS:
+        raise ValueError(f"{name}: bit generator {kind!r} is not one of {', '.join(BIT_GENERATORS)}")
+    if not isinstance(obj, np.random.Generator) or type(obj.bit_generator).__name__ != kind:
+        obj = np.random.Generator(BIT_GENERATORS[kind]())
+    obj.bit_generator.state = saved
     return obj

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pgrad import checkpoint
@@ -29,6 +30,7 @@ from pgrad.config import RunConfig, from_jsonable, to_jsonable
 from pgrad.envs import check_env_id, make_vec_env
 from pgrad.evaluation import EvalResult, evaluate
 from pgrad.logging import RunLogger
+from pgrad.rundir import RunDirLock, discard_run_dir, open_run_dir, remove_run_files
 from pgrad.state import capture, restore
 
 
@@ -80,20 +82,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def prepare_run_dir(algo: str, cfg: RunConfig) -> Path:
+def run_dir_for(algo: str, cfg: RunConfig) -> Path:
+    """``cfg.run_dir``, or ``runs/<algo>-<env>-<seed>-<time>``."""
     if cfg.run_dir is not None:
-        run_dir = Path(cfg.run_dir)
-    else:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / f"{algo}-{cfg.env}-{cfg.seed}-{stamp}"
-    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
-        raise FileExistsError(
-            f"run directory {str(run_dir)!r} already exists and is not empty; pass --overwrite "
-            "(overwrite=True) to reuse it, or choose another --run-dir"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # an overwritten run must not resume an old one
-    return run_dir
+        return Path(cfg.run_dir)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{algo}-{cfg.env}-{cfg.seed}-{stamp}"
 
 
 class Interrupted(Exception):
@@ -191,13 +185,16 @@ class Trainer:
                 )
             elif self.env.exact_state:
                 saved = {k[4:] for k in [*meta, *tensors] if k.startswith("sim.")}
-                template = {key: None for key in saved} | self.env.sim_state()
-                self.env.load_sim_state(restore({k: template[k] for k in saved}, "sim", tensors, meta))
+                template, names = self.env.fresh_sim_state()  # the run's own structure: nothing else is set
+                unknown = sorted(saved - names)
+                if unknown:
+                    raise ValueError(f"its env state names attributes this run's envs do not have: {unknown[:3]}")
+                self.env.load_sim_state(restore({k: template.get(k) for k in saved}, "sim", tensors, meta))
             elif hasattr(self.loop, "obs"):
                 self.loop.obs = None  # the simulator's state is not ours to restore: start new episodes
                 Console(stderr=True).print(
-                    f"[yellow]{self.cfg.env} keeps its physics state in native objects: resuming with new "
-                    "episodes (everything else is restored exactly)[/]"
+                    f"[yellow]{escape(self.cfg.env)} keeps its physics state in native objects (MuJoCo, Box2D): "
+                    "resuming with new episodes (everything else is restored exactly)[/]"
                 )
             torch.set_rng_state(tensors["rng.torch"])
             name, pos, has_gauss, cached = meta["rng.numpy"]
@@ -225,8 +222,15 @@ class Trainer:
             result = evaluate(self.agent, cfg.eval_episodes or 10, cfg.seed)
             logger.log_eval(global_step, result.mean, result.std)
             c["next_eval"] += cfg.eval_every
+        self.poll(global_step)
+
+    def poll(self, global_step: int) -> None:
+        """A checkpoint when one is due, and the stop a signal asked for (with one)."""
+        cfg, c = self.cfg, self.counters
+        last = global_step >= cfg.total_steps
         if cfg.checkpoint_every and global_step >= c["next_checkpoint"] and not last:
-            c["next_checkpoint"] += cfg.checkpoint_every
+            while c["next_checkpoint"] <= global_step:
+                c["next_checkpoint"] += cfg.checkpoint_every
             self.save_checkpoint(global_step)
         if self._stop_signal is not None and not last:
             self.save_checkpoint(global_step)
@@ -249,7 +253,11 @@ class Trainer:
         try:
             with RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step) as logger:
                 try:
-                    steps = self.loop.run(lambda step, metrics: self.on_update(logger, step, metrics))
+                    on_update = lambda step, metrics: self.on_update(logger, step, metrics)  # noqa: E731
+                    if isinstance(self.loop, OffPolicyLoop):
+                        steps = self.loop.run(on_update, poll=self.poll)
+                    else:
+                        steps = self.loop.run(on_update)
                 except NonFiniteError as e:
                     where = (
                         f"the last good checkpoint (step {self.checkpoint_step:,}) is in {run_dir}"
@@ -278,18 +286,33 @@ class Trainer:
 
 
 def run(algo: str, cfg: RunConfig, sources: dict[str, str] | None = None, preset: str | None = None) -> Agent:
-    """Train ``algo`` with a resolved config; writes the run directory and returns the agent."""
+    """Train ``algo`` with a resolved config; writes the run directory and returns the agent.
+
+    The directory is locked for the whole run. Everything that can refuse the config (the env,
+    its spaces, memory) is checked before the first write; a start that fails leaves no debris,
+    and ``overwrite`` removes the old run's files only once the new run is sure to start."""
     entry = get_algo(algo)
-    run_dir = prepare_run_dir(entry.name, cfg)
-    config = {
-        "algo": entry.name,
-        "config": to_jsonable(cfg),
-        "sources": sources or {},
-        "preset": preset,
-        "versions": {"torch": torch.__version__, "gymnasium": gym.__version__},
-    }
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
-    return Trainer(entry.name, cfg, run_dir).run()
+    run_dir = run_dir_for(entry.name, cfg)
+    lock, created = open_run_dir(run_dir, cfg.overwrite)
+    try:
+        try:
+            trainer = Trainer(entry.name, cfg, run_dir)
+        except BaseException:
+            lock.release()
+            discard_run_dir(run_dir, created)
+            raise
+        remove_run_files(run_dir)  # an overwritten run keeps nothing of the old one
+        config = {
+            "algo": entry.name,
+            "config": to_jsonable(cfg),
+            "sources": sources or {},
+            "preset": preset,
+            "versions": {"torch": torch.__version__, "gymnasium": gym.__version__},
+        }
+        checkpoint.atomic_write(run_dir / "config.json", json.dumps(config, indent=2).encode())
+        return trainer.run()
+    finally:
+        lock.release()
 
 
 def resume(run_dir: str | Path) -> Agent:
@@ -298,15 +321,22 @@ def resume(run_dir: str | Path) -> Agent:
     path = run_dir / "config.json"
     if not path.is_file():
         raise checkpoint.CheckpointError(f"{str(run_dir)!r} is not a pgrad run directory (no config.json)")
+    lock = RunDirLock(run_dir).acquire()
     try:
-        data = json.loads(path.read_text())
-        entry = get_algo(data["algo"])
-        cfg = from_jsonable(entry.config_class, data["config"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise checkpoint.CheckpointError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
-    trainer = Trainer(entry.name, cfg, run_dir)
-    step = trainer.load_checkpoint()
-    return trainer.run(resume_step=step)
+        remove_run_files(run_dir, everything=False)  # temp files of writes a kill interrupted
+        try:
+            data = json.loads(path.read_text())
+            entry = get_algo(data["algo"])
+            cfg = from_jsonable(entry.config_class, data["config"])
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise checkpoint.CheckpointError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
+        except ValueError as e:
+            raise checkpoint.CheckpointError(f"{path}: {e}") from None
+        trainer = Trainer(entry.name, cfg, run_dir)
+        step = trainer.load_checkpoint()
+        return trainer.run(resume_step=step)
+    finally:
+        lock.release()
 
 
 def print_summary(

@@ -91,6 +91,8 @@ class ActorCriticConfig(A2CConfig):
 
 
 class A2C:
+    not_state = ("params",)  # the policy's parameters as a list, for the optimizer and clip
+
     def __init__(self, cfg: A2CConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
         self.cfg, self.device = cfg, device
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)

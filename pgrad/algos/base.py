@@ -149,6 +149,8 @@ class OnPolicyLoop:
     (means over the last 100 finished episodes, NaN before the first).
     """
 
+    not_state = ("named_params",)  # views of the policy's parameters, for check_finite
+
     def __init__(
         self,
         algo: OnPolicyAlgorithm,
@@ -228,7 +230,7 @@ class EpisodeLoop:
     favour short episodes. All env steps taken count towards ``total_steps``.
     """
 
-    not_state = ("obs", "finished", "ended")  # the episode batch in progress: rebuilt every update
+    not_state = ("obs", "finished", "ended", "named_params")  # the batch in progress: rebuilt every update
 
     def __init__(
         self,
@@ -318,6 +320,8 @@ class OffPolicyLoop:
     ``batch_size``; ``on_update`` follows each training round.
     """
 
+    not_state = ("named_params",)
+
     def __init__(self, algo: OffPolicyAlgorithm, env: VecEnv, cfg, device: torch.device):
         self.algo, self.env, self.cfg, self.device = algo, env, cfg, device
         self.discrete = isinstance(env.action_space, gym.spaces.Discrete)
@@ -331,7 +335,9 @@ class OffPolicyLoop:
         self.global_step = self.vector_step = 0
         self.obs: np.ndarray | None = None
 
-    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
+    def run(self, on_update: Callable[[int, dict[str, float]], None], poll: Callable[[int], None] | None = None) -> int:
+        """``poll(global_step)`` runs after every vector step without a training round (the
+        warm-up's, say), so that a stop request or a checkpoint never waits for an update."""
         algo, env, cfg, buffer = self.algo, self.env, self.cfg, self.buffer
         N = env.n_envs
         if self.obs is None:
@@ -359,4 +365,6 @@ class OffPolicyLoop:
                     metrics = algo.update(buffer.sample(cfg.batch_size, self.sample_generator))
                 check_finite(metrics, self.global_step, self.named_params)
                 on_update(self.global_step, self.stats.add(env) | metrics)
+            elif poll is not None:
+                poll(self.global_step)
         return self.global_step

@@ -146,6 +146,8 @@ def ppo_loss(
 class PPO:
     """Acts with π_θold during collection; ``update`` runs the clipped-surrogate epochs."""
 
+    not_state = ("params",)  # the policy's parameters as a list, for the optimizer and clip
+
     def __init__(self, cfg: PPOConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
         self.cfg, self.device = cfg, device
         self.policy = actor_critic_for(cfg, observation_space, action_space).to(device)

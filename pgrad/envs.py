@@ -30,9 +30,9 @@ class RunningMeanStd:
     def update(self, batch: np.ndarray) -> None:
         batch_mean, batch_var, n = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
         delta, total = batch_mean - self.mean, self.count + n
-        self.mean = self.mean + delta * n / total
+        self.mean = np.asarray(self.mean + delta * n / total)  # an array even for shape () (checkpoints)
         m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
-        self.var, self.count = m2 / total, total
+        self.var, self.count = np.asarray(m2 / total), total
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": np.array(self.count)}

@@ -143,11 +143,19 @@ def restore(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[
         obj.set_state(tensors[prefix])
         return obj
     if torch.is_tensor(obj):
+        saved = tensors[prefix]
+        if saved.shape != obj.shape:  # copy_ would broadcast a smaller tensor silently
+            raise ValueError(f"{prefix} has shape {list(saved.shape)}, this run's has {list(obj.shape)}")
         with torch.no_grad():
-            obj.copy_(tensors[prefix])
+            obj.copy_(saved)
         return obj
     if isinstance(entry, dict) and "ndarray" in entry:  # by the saved kind: the attribute may be None now
-        return tensors[prefix].numpy().astype(entry["ndarray"], copy=True).reshape(entry["shape"])
+        array = tensors[prefix].numpy().astype(entry["ndarray"], copy=True).reshape(entry["shape"])
+        if isinstance(obj, np.ndarray) and (array.shape, array.dtype) != (obj.shape, obj.dtype):
+            raise ValueError(
+                f"{prefix} is {array.dtype}{list(array.shape)}, this run's is {obj.dtype}{list(obj.shape)}"
+            )
+        return array
     if isinstance(entry, dict) and "numpy_generator" in entry:
         return restore_numpy_generator(obj, entry["numpy_generator"], prefix)
     if isinstance(entry, dict) and "python_random" in entry:
@@ -159,19 +167,36 @@ def restore(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], meta: dict[
             return deque(entry["sequence"], maxlen=obj.maxlen)
         return tuple(entry["sequence"]) if isinstance(obj, tuple) else list(entry["sequence"])
     if isinstance(obj, (np.generic, *SCALARS)):
-        return type(obj)(entry) if isinstance(obj, np.generic) else entry if prefix in meta else obj
+        return _scalar(obj, entry, prefix, meta)
     if isinstance(obj, dict) and all(isinstance(k, str) for k in obj):
         for k, v in list(obj.items()):
             obj[k] = restore(v, f"{prefix}.{k}", tensors, meta)
         return obj
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type) and obj.__dataclass_params__.frozen:
         return obj
-    if hasattr(obj, "__dict__"):
+    if hasattr(obj, "__dict__") and not isinstance(obj, _NOT_STATE_TYPES):
         for k, v in _children(obj):
             new = restore(v, f"{prefix}.{k}", tensors, meta)
             if new is not v:
                 setattr(obj, k, new)
-    return obj
+        return obj
+    raise StateError(f"{prefix}: the saved {str(entry)[:40]!r} does not fit this run's {type(obj).__name__}")
+
+
+def _scalar(obj: Any, entry: Any, prefix: str, meta: dict[str, Any]) -> Any:
+    """A plain value: present, and of the kind the run's own attribute has (any kind where it is None)."""
+    if prefix not in meta:
+        raise KeyError(f"{prefix} is missing")
+    if isinstance(entry, dict) or isinstance(entry, list):
+        raise ValueError(f"{prefix}: the saved {str(entry)[:40]} is not a plain value")
+    if obj is None:
+        return entry
+    if isinstance(obj, np.generic):
+        return type(obj)(entry)
+    numeric = isinstance(obj, float) and isinstance(entry, int) and not isinstance(entry, bool)
+    if not (type(entry) is type(obj) or numeric):
+        raise ValueError(f"{prefix}: the saved {entry!r} is not a {type(obj).__name__} like this run's {obj!r}")
+    return type(obj)(entry)
 
 
 def restore_numpy_generator(obj: Any, saved: Any, name: str) -> np.random.Generator:

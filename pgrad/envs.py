@@ -11,12 +11,15 @@ policy's actions to a Box space (clip, or rescale from [-1, 1]).
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from torch import Tensor
 
 
 class RunningMeanStd:
@@ -78,17 +81,39 @@ class Normalizer:
         normed = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
         return np.clip(normed, -self.clip_obs, self.clip_obs).astype(np.float32)
 
-    def reward(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
-        if not self.normalize_reward:
-            return rewards
-        if self.training:
+    def observe_rewards(self, rewards: np.ndarray, dones: np.ndarray) -> None:
+        """Update the statistics of the discounted return R ← γR + r (reset at episode ends)."""
+        if self.normalize_reward and self.training:
             if self._returns is None:
                 self._returns = np.zeros_like(rewards, dtype=np.float64)
             self._returns = self._returns * self.gamma + rewards
             self.return_rms.update(self._returns)
             self._returns[dones] = 0.0
+
+    def scale_rewards(self, rewards: np.ndarray) -> np.ndarray:
+        if not self.normalize_reward:
+            return rewards
         scaled = rewards / np.sqrt(self.return_rms.var + self.epsilon)
         return np.clip(scaled, -self.clip_reward, self.clip_reward).astype(np.float32)
+
+    def reward(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        self.observe_rewards(rewards, dones)
+        return self.scale_rewards(rewards)
+
+    def obs_tensor(self, obs: Tensor) -> Tensor:
+        """:meth:`obs` for a batch already in a tensor (a replay sample), on its device."""
+        if not self.normalize_obs:
+            return obs
+        mean = torch.as_tensor(self.obs_rms.mean, device=obs.device)
+        std = torch.as_tensor(np.sqrt(self.obs_rms.var + self.epsilon), device=obs.device)
+        return ((obs.double() - mean) / std).clamp(-self.clip_obs, self.clip_obs).float()
+
+    def rewards_tensor(self, rewards: Tensor) -> Tensor:
+        """:meth:`scale_rewards` for a batch already in a tensor."""
+        if not self.normalize_reward:
+            return rewards
+        scaled = rewards.double() / math.sqrt(float(self.return_rms.var) + self.epsilon)
+        return scaled.clamp(-self.clip_reward, self.clip_reward).float()
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {f"obs_rms.{k}": v for k, v in self.obs_rms.state_dict().items()}
@@ -249,17 +274,20 @@ class VecEnv:
         self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
 
-    def reset(self, seed: int | None | str = "initial") -> np.ndarray:
+    def reset(self, seed: int | None | str = "initial", raw: bool = False) -> np.ndarray:
         """Reset every env. The default seeds them (sub-env i gets ``seed + i``, item 46);
-        ``seed=None`` starts new episodes from the RNG state the seeded reset left."""
+        ``seed=None`` starts new episodes from the RNG state the seeded reset left. ``raw``: the
+        observations as the env gives them (the statistics are updated all the same)."""
         obs, _ = self.envs.reset(seed=self.seed if seed == "initial" else seed)
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
         obs = obs.astype(np.float32, copy=False)
         self.normalizer.update_obs(obs)
-        return self.normalizer.obs(obs)
+        return obs if raw else self.normalizer.obs(obs)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+    def step(self, actions: np.ndarray, raw: bool = False) -> tuple[np.ndarray, ...]:
+        """``raw``: observations and rewards as the env gives them, while the normalisation
+        statistics are updated as usual (a replay buffer normalises them when sampling)."""
         obs, rewards, terminated, truncated, infos = self.envs.step(self.action_map(actions))
         obs = obs.astype(np.float32, copy=False)
         dones = terminated | truncated
@@ -277,6 +305,10 @@ class VecEnv:
             self._ep_return[dones] = 0.0
             self._ep_length[dones] = 0
         norm = self.normalizer
+        if raw:
+            norm.update_obs(obs)
+            norm.observe_rewards(rewards, dones)
+            return obs, rewards.astype(np.float32, copy=False), terminated, truncated, next_obs
         if norm.normalize_obs:
             norm.update_obs(obs)
             next_obs = norm.obs(next_obs) if next_obs is not obs else None

@@ -262,3 +262,37 @@ def test_mujoco_env_runs_end_to_end(tmp_path):
         hidden_sizes=(64, 64),
     )
     assert len(agent.evaluation.returns) == 2 and all(r >= 1 for r in agent.evaluation.returns)
+
+
+def test_replay_stores_raw_data_and_normalises_samples_with_the_current_statistics(tmp_path):
+    """SB3's rule: old transitions must not carry the statistics of the day they were stored."""
+    import gymnasium as gym
+
+    from pgrad.algos.base import normalized
+    from pgrad.train import Trainer, resolve_config
+
+    cfg, _, _ = resolve_config(
+        "sac", "Pendulum-v1", "none", {"total_steps": 300, "learning_starts": 1000, "normalize_obs": True,
+                                       "normalize_reward": True, "run_dir": str(tmp_path), "seed": 4},
+    )  # fmt: skip
+    trainer = Trainer("sac", cfg, tmp_path)
+    trainer.loop.run(lambda step, metrics: None)  # warm-up only: uniform actions, stored as they come
+    buffer, norm = trainer.loop.buffer, trainer.env.normalizer
+    # the same env, stepped by hand with the stored actions, gives the stored observations and rewards
+    env = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=4)
+    for t in range(buffer.size):
+        np.testing.assert_array_equal(buffer.obs[t].numpy(), obs.astype(np.float32))
+        obs, reward, terminated, truncated, _ = env.step(trainer.env.action_map(buffer.actions[t : t + 1].numpy())[0])
+        np.testing.assert_array_equal(buffer.next_obs[t].numpy(), obs.astype(np.float32))
+        assert buffer.rewards[t].item() == np.float32(reward)
+        if terminated or truncated:  # the vector env's same-step autoreset, its RNG continuing
+            obs, _ = env.reset()
+    # a sample is normalised with the statistics of now
+    batch = normalized(buffer.sample(64, torch.Generator().manual_seed(0)), norm)
+    raw = buffer.sample(64, torch.Generator().manual_seed(0))
+    expected_obs = np.clip((raw["obs"].numpy() - norm.obs_rms.mean) / np.sqrt(norm.obs_rms.var + 1e-8), -10, 10)
+    np.testing.assert_allclose(batch["obs"].numpy(), expected_obs, rtol=1e-6, atol=1e-6)
+    expected_rewards = np.clip(raw["rewards"].numpy() / np.sqrt(norm.return_rms.var + 1e-8), -10, 10)
+    np.testing.assert_allclose(batch["rewards"].numpy(), expected_rewards, rtol=1e-6)
+    assert norm.obs_rms.count > 300 and float(norm.return_rms.var) != 1.0  # the statistics did move

@@ -339,9 +339,9 @@ class OffPolicyLoop:
         """``poll(global_step)`` runs after every vector step without a training round (the
         warm-up's, say), so that a stop request or a checkpoint never waits for an update."""
         algo, env, cfg, buffer = self.algo, self.env, self.cfg, self.buffer
-        N = env.n_envs
+        N, norm = env.n_envs, env.normalizer
         if self.obs is None:
-            self.obs = env.reset()
+            self.obs = env.reset(raw=True)
         while self.global_step < cfg.total_steps:
             if self.global_step < cfg.learning_starts:
                 if self.discrete:
@@ -350,9 +350,10 @@ class OffPolicyLoop:
                     actions = self.rng.uniform(-1.0, 1.0, (N, *self.action_shape)).astype(np.float32)
             else:
                 with torch.inference_mode():
-                    actions = algo.explore(torch.as_tensor(self.obs, device=self.device))
-            next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions)
-            # Store the real successor and termination only: truncation still bootstraps.
+                    actions = algo.explore(torch.as_tensor(norm.obs(self.obs), device=self.device))
+            next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions, raw=True)
+            # Store the real successor and termination only: truncation still bootstraps. Raw
+            # observations and rewards: normalised when sampled, with the statistics of then.
             buffer.add(self.obs, actions, rewards, real_next_obs, terminated)
             dones = terminated | truncated
             if dones.any():
@@ -362,9 +363,17 @@ class OffPolicyLoop:
             self.vector_step += 1
             if self.global_step >= cfg.learning_starts and self.vector_step % cfg.train_freq == 0:
                 for _ in range(cfg.gradient_steps):
-                    metrics = algo.update(buffer.sample(cfg.batch_size, self.sample_generator))
+                    metrics = algo.update(normalized(buffer.sample(cfg.batch_size, self.sample_generator), norm))
                 check_finite(metrics, self.global_step, self.named_params)
                 on_update(self.global_step, self.stats.add(env) | metrics)
             elif poll is not None:
                 poll(self.global_step)
         return self.global_step
+
+
+def normalized(batch: dict[str, Tensor], norm) -> dict[str, Tensor]:
+    """A replay sample of raw data with the normaliser's current statistics applied (as SB3's)."""
+    if norm.active:
+        batch["obs"], batch["next_obs"] = norm.obs_tensor(batch["obs"]), norm.obs_tensor(batch["next_obs"])
+        batch["rewards"] = norm.rewards_tensor(batch["rewards"])
+    return batch

@@ -6,6 +6,7 @@ takes. ``agent.save(dir)`` / ``pgrad.load(dir)`` round-trip through safetensors 
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -29,9 +30,44 @@ def space_to_json(space: gym.Space) -> dict[str, Any]:
 
 
 def space_from_json(data: dict[str, Any]) -> gym.Space:
+    """The space a saved agent names, checked: a ``ValueError`` says what is wrong."""
+    if not isinstance(data, dict) or data.get("type") not in ("Discrete", "Box"):
+        raise ValueError(f"space {str(data)[:60]} is not a Discrete or Box space")
     if data["type"] == "Discrete":
-        return gym.spaces.Discrete(data["n"])
-    return gym.spaces.Box(np.array(data["low"], np.float32), np.array(data["high"], np.float32), dtype=np.float32)
+        n = data.get("n")
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+            raise ValueError(f"Discrete space n={n!r} is not an integer >= 1")
+        return gym.spaces.Discrete(n)
+    low, high = np.array(data["low"], np.float32), np.array(data["high"], np.float32)
+    if low.shape != high.shape or low.shape != tuple(data["shape"]) or np.isnan(low).any() or np.isnan(high).any():
+        raise ValueError("Box space bounds do not have its shape, or hold NaN")
+    if (low > high).any():
+        raise ValueError("Box space has a low bound above its high bound")
+    return gym.spaces.Box(low, high, dtype=np.float32)
+
+
+def check_normalizer(settings: dict[str, Any], stats: dict[str, np.ndarray], obs_shape: tuple[int, ...]) -> None:
+    """A saved normaliser's settings and statistics are the kind training writes."""
+    for flag in ("normalize_obs", "normalize_reward"):
+        if not isinstance(settings.get(flag), bool):
+            raise ValueError(f"normalizer {flag}={settings.get(flag)!r} is not true or false")
+    gamma = settings.get("gamma")
+    if not (isinstance(gamma, (int, float)) and 0.0 <= gamma <= 1.0):
+        raise ValueError(f"normalizer gamma={gamma!r} is not a number in [0, 1]")
+    for clip in ("clip_obs", "clip_reward"):
+        value = settings.get(clip)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+            raise ValueError(f"normalizer {clip}={value!r} is not a finite number > 0")
+    unknown = set(settings) - {"normalize_obs", "normalize_reward", "gamma", "clip_obs", "clip_reward"}
+    if unknown:
+        raise ValueError(f"normalizer has unknown settings {sorted(unknown)}")
+    shapes = {"obs_rms.mean": obs_shape, "obs_rms.var": obs_shape, "obs_rms.count": (),
+              "return_rms.mean": (), "return_rms.var": (), "return_rms.count": ()}  # fmt: skip
+    for name, shape in shapes.items():
+        if name not in stats or stats[name].shape != shape:
+            raise ValueError(f"normalizer statistic {name} is missing or not of shape {shape}")
+    if (stats["obs_rms.var"] < 0).any() or stats["return_rms.var"] < 0 or stats["obs_rms.count"] <= 0:
+        raise ValueError("normalizer statistics hold a negative variance or a count <= 0")
 
 
 class Agent:
@@ -100,13 +136,27 @@ class Agent:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> Agent:
+        device = check_device(device)
         tensors, meta = checkpoint.load(directory)
         try:
-            policy = POLICY_CLASSES[meta["policy_class"]].from_spec(meta["policy_spec"])
-            policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
+            for field in ("algo", "env_id"):
+                if not isinstance(meta.get(field), str):
+                    raise ValueError(f"{field}={meta.get(field)!r} is not a name")
+            if meta.get("action_mode") not in ("clip", "rescale"):
+                raise ValueError(f"action_mode={meta.get('action_mode')!r} is not 'clip' or 'rescale'")
+            policy_class = POLICY_CLASSES[meta["policy_class"]]
+            weights = {k[7:]: v for k, v in tensors.items() if k.startswith("policy.")}
+            with torch.device("meta"):  # the architecture first, without memory: it must fit the weights
+                shapes = {k: v.shape for k, v in policy_class.from_spec(meta["policy_spec"]).state_dict().items()}
+            if shapes != {k: v.shape for k, v in weights.items()}:
+                raise ValueError(f"the weights in {checkpoint.MODEL_FILE} do not fit its policy_spec")
+            policy = policy_class.from_spec(meta["policy_spec"])
+            policy.load_state_dict(weights)
             obs_space = space_from_json(meta["observation_space"])
+            stats = {k[11:]: v.numpy() for k, v in tensors.items() if k.startswith("normalizer.")}
+            check_normalizer(meta["normalizer"], stats, obs_space.shape)
             normalizer = Normalizer(obs_space.shape, **meta["normalizer"], training=False)
-            normalizer.load_state_dict({k[11:]: v.numpy() for k, v in tensors.items() if k.startswith("normalizer.")})
+            normalizer.load_state_dict(stats)
             agent = cls(
                 meta["algo"],
                 meta["env_id"],
@@ -117,13 +167,32 @@ class Agent:
                 meta["action_mode"],
                 meta.get("config"),
             )
-        except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
             raise checkpoint.CheckpointError(
-                f"{directory}: saved agent does not match this pgrad ({type(e).__name__}: {e})"
+                f"{directory}: the saved agent is invalid or not of this pgrad ({type(e).__name__}: {e})"
             ) from None
         return agent
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """A torch device this machine has; ``ValueError`` naming what is available otherwise."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is invalid: use 'cpu' or 'cuda' (or 'cuda:N')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} is invalid here: torch sees no CUDA device (use 'cpu')")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={str(device)!r} is invalid: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={str(device)!r} is invalid: use 'cpu' or 'cuda'")
+    return device
+
+
 def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Agent:
     """Load an agent saved by ``Agent.save`` (or a run directory of ``pgrad train``)."""
+    if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+        raise ValueError(f"directory={directory!r} is invalid: the path of a saved agent or run directory")
     return Agent.load(directory, device)

@@ -237,9 +237,19 @@ class ReplayBuffer:
     def load_checkpoint_state(self, state: dict) -> None:
         if not state:
             return
-        self.position, self.size = int(state["position"]), int(state["size"])
+        position, size = state["position"], state["size"]
+        if not (isinstance(size, int) and isinstance(position, int) and 0 <= position < self.capacity):
+            raise ValueError(f"replay buffer position={position!r} is not in [0, {self.capacity})")
+        if not 0 <= size <= self.capacity or (size < self.capacity and position != size % self.capacity):
+            raise ValueError(f"replay buffer size={size!r} does not fit its capacity {self.capacity} and position")
         for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
-            getattr(self, name)[: self.size] = state[name]
+            store = getattr(self, name)
+            if state[name].shape != (size, *store.shape[1:]) or state[name].dtype != store.dtype:
+                raise ValueError(
+                    f"replay buffer {name} is {state[name].dtype}{list(state[name].shape)}, not {size} rows"
+                )
+            store[:size] = state[name]
+        self.position, self.size = position, size
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, Tensor]:
         """A uniform sample (with replacement) of stored transitions, each ``[B, ...]``."""

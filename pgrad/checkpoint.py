@@ -3,11 +3,15 @@
 A saved agent is a directory with ``model.safetensors`` (tensors only) and ``agent.json``
 (architecture spec, action space, normalisation flags, config). Nothing is unpickled, so a
 crafted file cannot execute code; a missing, truncated, corrupt or foreign file raises
-:class:`CheckpointError` with a message that says which file and what is wrong.
+:class:`CheckpointError` with a message that says which file and what is wrong. Every
+safetensors file carries a SHA-256 of its tensors (names, dtypes, shapes, bytes) in its header,
+checked on load, and its floating-point tensors must be finite: a flipped bit or a NaN weight is
+an error naming the file, never a silently broken agent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -58,11 +62,46 @@ def _umask() -> int:
     return mask
 
 
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return st_save(tensors, metadata={**metadata, "sha256": tensor_digest(tensors)})
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, header metadata)`` of a safetensors file, checked: readable, the checksum (when
+    the file has one: files of pgrad before it do not) and finite floating-point values."""
+    try:
+        data = path.read_bytes()
+        tensors = st_load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+    except (SafetensorError, ValueError, OSError, UnicodeDecodeError, MemoryError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); it is corrupt or truncated") from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    metadata = metadata if isinstance(metadata, dict) else {}
+    digest = metadata.get("sha256")
+    if digest is not None and digest != tensor_digest(tensors):
+        raise CheckpointError(f"{path} fails its checksum: its tensors are not the ones written (the file is corrupt)")
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{path}: tensor {name} holds NaN or inf values; the file is corrupt")
+    return tensors, metadata
+
+
 def save(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Save tensors and JSON metadata into ``directory`` (weights first, then the JSON that names them)."""
     directory = Path(directory)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write(directory / MODEL_FILE, st_save(tensors, metadata={"format": FORMAT}))
+    atomic_write(directory / MODEL_FILE, _serialize(tensors, {"format": FORMAT}))
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     atomic_write(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
 
@@ -77,8 +116,8 @@ def load(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
         if not p.is_file():
             raise CheckpointError(f"{str(directory)!r} has no {p.name}: not a saved pgrad agent (or an unfinished run)")
     try:
-        meta = json.loads(meta_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        meta = json.loads(meta_path.read_text(), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
         raise CheckpointError(f"{meta_path} is not valid JSON ({e}); the file is corrupt or foreign") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(
@@ -87,13 +126,17 @@ def load(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{meta_path} has format_version {version!r}; this pgrad reads version {FORMAT_VERSION}")
-    try:
-        tensors = st_load(model_path.read_bytes())
-    except (SafetensorError, ValueError, OSError) as e:
-        raise CheckpointError(
-            f"{model_path} is not a readable safetensors file ({e}); it is corrupt or truncated"
-        ) from None
+    tensors, metadata = read_safetensors(model_path)
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{model_path} is not a pgrad agent's weights (format {metadata.get('format')!r})")
     return tensors, meta
+
+
+def _no_constant(name: str) -> float:
+    """±Infinity are Box bounds (CartPole's observations); NaN is never a saved value."""
+    if name == "NaN":
+        raise ValueError("NaN is not a value a pgrad agent file holds")
+    return float(name)
 
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -102,9 +145,8 @@ CHECKPOINT_FORMAT = "pgrad-checkpoint"
 
 def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     """One file, written atomically: the tensors, and the JSON state in the safetensors header."""
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     metadata = {"format": CHECKPOINT_FORMAT, "format_version": str(FORMAT_VERSION), "state": json.dumps(state)}
-    atomic_write(Path(directory) / CHECKPOINT_FILE, st_save(tensors, metadata=metadata))
+    atomic_write(Path(directory) / CHECKPOINT_FILE, _serialize(tensors, metadata))
 
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -114,14 +156,7 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         raise CheckpointError(
             f"{str(directory)!r} has no {CHECKPOINT_FILE}: nothing to resume (train with --checkpoint-every N)"
         )
-    data = path.read_bytes()
-    try:
-        tensors = st_load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({e}); it is corrupt or truncated") from None
-    metadata = header.get("__metadata__", {})
+    tensors, metadata = read_safetensors(path)
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a pgrad checkpoint (format {metadata.get('format')!r})")
     if metadata.get("format_version") != str(FORMAT_VERSION):
@@ -130,6 +165,8 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         )
     try:
         state = json.loads(metadata["state"])
-    except (KeyError, json.JSONDecodeError) as e:
+        if not isinstance(state, dict):
+            raise ValueError(f"a {type(state).__name__}, not an object")
+    except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: its state is unreadable ({e})") from None
     return tensors, state

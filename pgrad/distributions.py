@@ -80,8 +80,13 @@ class EnvGenerators:
     def load_checkpoint_state(self, state: dict) -> None:
         for k, g in self.streams.items():
             g.set_state(state[f"stream.{k}"])
-        self.block = None if state["block"] is None else state["block"].clone()
-        self.kind, self.pos = state["kind"], int(state["pos"])
+        block, kind, pos = state["block"], state["kind"], state["pos"]
+        if kind not in (None, "uniform", "normal", "gumbel") or not (isinstance(pos, int) and 0 <= pos <= self.BLOCK):
+            raise ValueError(f"action noise state kind={kind!r}, pos={pos!r} is not one this run writes")
+        if block is not None and (block.shape[:2] != (self.BLOCK, len(self.env_ids)) or kind is None):
+            raise ValueError(f"action noise block of shape {list(block.shape)} does not fit {len(self.env_ids)} envs")
+        self.block = None if block is None else block.clone()
+        self.kind, self.pos = kind, pos
 
 
 def _gumbel_(u: Tensor) -> Tensor:

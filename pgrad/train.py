@@ -207,8 +207,26 @@ class Trainer:
             raise checkpoint.CheckpointError(
                 f"{self.run_dir}: the checkpoint does not fit this config/pgrad ({type(e).__name__}: {e})"
             ) from None
-        self.checkpoint_step = int(meta["global_step"])
+        self.checkpoint_step = self._checked_step(meta.get("global_step"))
         return self.checkpoint_step
+
+    def _checked_step(self, step: Any) -> int:
+        """The restored counters are ones this run can have reached (a tampered ``update=10**6``
+        would otherwise end the run at once, or never)."""
+        total, loop, c = self.cfg.total_steps, self.loop, self.counters
+        problems = []
+        if not (type(step) is int and 0 <= step < total):
+            problems.append(f"global_step={step!r} is not a step before total_steps={total}")
+        elif getattr(loop, "global_step", step) != step:
+            problems.append(f"the loop's global_step={loop.global_step!r} is not the checkpoint's {step}")
+        if hasattr(loop, "n_updates") and not (type(loop.update) is int and 0 <= loop.update < loop.n_updates):
+            problems.append(f"update={loop.update!r} is not in [0, {loop.n_updates})")
+        for name, value in c.items():
+            if not (type(value) is int and value >= 0):
+                problems.append(f"counter {name}={value!r} is not an integer >= 0")
+        if problems:
+            raise checkpoint.CheckpointError(f"{self.run_dir / CHECKPOINT_FILE}: {problems[0]}; the file is corrupt")
+        return step
 
     # -- the run ----------------------------------------------------------------------------------
 

@@ -224,7 +224,7 @@ class TrustRegionConfig(OnPolicyConfig):
     learning_rate: float = 1e-3
     """The critic's Adam learning rate (the policy moves by the natural-gradient step)."""
     target_kl: float = 0.01
-    """δ, the trust region's size: KL(π_θ'‖π_θ) ≤ δ."""
+    """δ, the trust region's size: the mean KL(π_θold‖π_θ') ≤ δ over the batch's states."""
     cg_max_steps: int = 15
     """Conjugate-gradient iterations to solve F x = ∇L."""
     cg_damping: float = 0.1

@@ -1,6 +1,6 @@
 """The trust-region core shared by NPG and TRPO (notes: "Natural Policy Gradient", "TRPO").
 
-Both solve   max_θ' ∇L(θ)ᵀ(θ' − θ)   s.t.   KL(π_θ'‖π_θ) ≈ ½ (θ' − θ)ᵀ F (θ' − θ) ≤ δ
+Both solve   max_θ' ∇L(θ)ᵀ(θ' − θ)   s.t.   KL(π_θ‖π_θ') ≈ ½ (θ' − θ)ᵀ F (θ' − θ) ≤ δ
 whose solution is θ' = θ + α F⁻¹∇L with α = √(2δ / ∇Lᵀ F⁻¹ ∇L). Here F⁻¹∇L is found by
 conjugate gradient from Fisher-vector products, never forming F. NPG applies the step as it
 is; TRPO backtracks it until the exact KL ≤ δ and the surrogate improved.
@@ -79,6 +79,8 @@ def conjugate_gradient(
     p = r.clone()
     r_dot = r @ r
     iterations = 0
+    if not r_dot > 0:  # b = 0: x = 0 solves it (and 0/0 would follow)
+        return CGResult(x, 0.0, 0)
     for iterations in range(1, max_iterations + 1):  # noqa: B007  (iterations is reported)
         Ap = matrix_vector(p)
         step = r_dot / (p @ Ap)
@@ -123,6 +125,8 @@ def backtracking_line_search(
     ``evaluate()`` returns ``(surrogate, exact mean KL)`` at the parameters currently set. If no
     try is accepted the old parameters are restored (a real bug in a peer library until 2026).
     """
+    if not bool(full_step.any()):  # no step to search along (a zero policy gradient): θ kept
+        return LineSearchResult(False, 0, 0.0, 0.0)
     old = flat_params(params)
     kl = float("nan")
     for k in range(max_tries):
@@ -168,9 +172,12 @@ class SurrogateProblem:
         return float(self.surrogate()), float(self.mean_kl())
 
     def natural_step(self, max_kl: float, damping: float, cg_iterations: int, cg_tolerance: float):
-        """The full natural-gradient step α F⁻¹∇L with α = √(2δ / xᵀFx), and the CG result."""
+        """The full natural-gradient step α F⁻¹∇L with α = √(2δ / xᵀFx), and the CG result.
+        A zero policy gradient (all advantages equal, say) gives a zero step: no step is taken."""
         g = flat_grad(self.surrogate(), self.params)  # ∇L(θ_old) = the policy gradient
         fvp = fisher_vector_product(self.mean_kl(), self.params, damping)
         cg = conjugate_gradient(fvp, g, cg_iterations, cg_tolerance)  # x ≈ F⁻¹ ∇L
+        if not bool(cg.x.any()):
+            return cg.x, cg
         alpha = step_scale(cg.x, fvp(cg.x), max_kl)
         return alpha * cg.x, cg

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -259,3 +262,29 @@ def test_trpo_learns_cartpole_short_budget(tmp_path):
     )
     # a smoke budget (the preset runs 100k): well above a random policy (~22) on every seed tried (0-2)
     assert agent.evaluation.mean >= 300, agent.evaluation.returns
+
+
+@pytest.mark.parametrize("algo", ["npg", "trpo"])
+def test_a_zero_policy_gradient_takes_no_step_and_logs_finite_numbers(algo):
+    """All advantages equal (e.g. zero after normalisation): ∇L = 0, CG's 0/0 must not become a NaN step."""
+    from pgrad.algos import get_algo
+    from pgrad.buffers import RolloutBuffer
+
+    entry = get_algo(algo)
+    cfg = entry.config_class(n_steps=8, n_envs=2, batch_size=8, normalize_advantage=False, hidden_sizes=(4,))
+    space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    agent = entry.algo_class(cfg, space, gym.spaces.Discrete(2), torch.device("cpu"))
+    agent.policy.float()  # this module runs in float64; the rollout buffer stores float32
+    buf = RolloutBuffer(8, 2, (3,), (), True)
+    buf.obs.normal_()
+    buf.values.zero_()
+    buf.rewards.zero_()
+    buf.next_values.zero_()  # every TD error and advantage is exactly 0
+    before = flat_params(agent.policy.policy_parameters())
+    metrics = agent.update(buf, progress_remaining=1.0)
+    assert torch.equal(flat_params(agent.policy.policy_parameters()), before)
+    # (explained variance is undefined for constant returns, as check_finite knows)
+    assert all(math.isfinite(v) for k, v in metrics.items() if k != "losses/explained_variance"), metrics
+    assert metrics.get("losses/step_norm", 0.0) == 0.0 and metrics["losses/cg_iterations"] == 0.0
+    result = conjugate_gradient(lambda v: v, torch.zeros(5))
+    assert torch.equal(result.x, torch.zeros(5)) and result.iterations == 0

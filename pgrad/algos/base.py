@@ -230,7 +230,7 @@ class EpisodeLoop:
     favour short episodes. All env steps taken count towards ``total_steps``.
     """
 
-    not_state = ("obs", "finished", "ended", "named_params")  # the batch in progress: rebuilt every update
+    not_state = ("obs", "finished", "ended", "used", "named_params")  # the batch in progress: rebuilt every update
 
     def __init__(
         self,
@@ -262,6 +262,7 @@ class EpisodeLoop:
         self.finished = np.zeros(self.env.n_envs, np.int64)
         self.obs = torch.as_tensor(obs_np, device=self.device)
         self.ended: list[tuple[int, int]] = []
+        self.used: list[bool] = []  # per ended episode: within its env's quota (in the update)
 
     @property
     def quota_met(self) -> bool:
@@ -278,12 +279,16 @@ class EpisodeLoop:
         self.batch.store(self.obs, actions, rewards, dones, active)
         if dones.any():
             self.ended += self.env_slice.ended(self.batch.length - 1, dones)
+            self.used += active[dones].tolist()
         self.finished += dones & active
         self.obs = torch.as_tensor(next_obs, device=self.device)
 
     def end(self) -> list[Episode]:
-        """The episodes that ended since :meth:`begin`."""
-        return tag_episodes(self.ended, self.env)
+        """The episodes of the batch since :meth:`begin`: those past an env's quota (stepped while
+        the slowest env finishes, masked out of the update) are not logged either, since counting
+        them would favour short episodes."""
+        episodes = tag_episodes(self.ended, self.env)
+        return [episode for episode, used in zip(episodes, self.used, strict=True) if used]
 
     def collect(self) -> list[Episode]:
         """Fill the batch with every env's quota of whole episodes."""

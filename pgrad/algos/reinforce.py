@@ -8,7 +8,9 @@ Adjustment". On M complete episodes:
     w_t = G_0 = Σ_t γ^t r_t                    (reward_to_go=False: the whole episode's return)
     w_t = G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}       (reward_to_go=True: the causality trick)
     w_t ← w_t − b      b = 0 | the mean return of the batch's other episodes | V(s_t) regressed on G_t
-    w_t ← γ^t w_t      (discount_weighting: the γ^t factor of the discounted objective's gradient)
+    w_t ← γ^t w_t      (discount_weighting, with reward-to-go only: the γ^t of the discounted
+                        objective's gradient. G_0 already carries its γ^t', so γ^t · G_0 would be
+                        biased: that combination is refused)
 
 With baseline="none", reward_to_go=False and γ = 1 this is exactly (1/M) Σ_i (Σ_t ∇log π)(Σ_t r).
 A time-limit cut ends an episode here: REINFORCE estimates the finite-horizon objective.
@@ -24,7 +26,7 @@ import torch
 from torch import Tensor
 
 from pgrad.buffers import EpisodeBuffer
-from pgrad.config import PolicyConfig, one_of, positive, positive_int, schedule, set_learning_rate
+from pgrad.config import PolicyConfig, one_of, positive, positive_int, require, schedule, set_learning_rate
 from pgrad.estimators import episode_returns, explained_variance, reward_to_go, steps_in_episode
 from pgrad.networks import actor_critic_for, fit_value
 from pgrad.optim import adam, clip_grad_norm_
@@ -41,7 +43,7 @@ class ReinforceConfig(PolicyConfig):
     reward_to_go: bool = True
     """Weight ∇log π(a_t|s_t) by the return from t on (causality) instead of the whole episode's."""
     discount_weighting: bool = False
-    """Multiply step t's weight by γ^t (the exact gradient of the discounted objective)."""
+    """Multiply step t's reward-to-go by γ^t (the exact gradient of the discounted objective; needs reward_to_go)."""
     normalize_advantage: bool = True
     """Standardise the weights over the batch."""
     learning_rate: float = 1e-3
@@ -62,6 +64,18 @@ class ReinforceConfig(PolicyConfig):
         positive_int("n_critic_updates", self.n_critic_updates)
         positive_int("critic_batch_size", self.critic_batch_size)
         positive("value_learning_rate", self.value_learning_rate)
+        check_weighting(self.reward_to_go, self.discount_weighting)
+
+
+def check_weighting(use_reward_to_go: bool, discount_weighting: bool) -> None:
+    """γ^t pairs with the reward-to-go G_t only (notes: "Discount Factor Adjustment")."""
+    require(
+        "discount_weighting",
+        discount_weighting,
+        use_reward_to_go or not discount_weighting,
+        "must be False without reward_to_go: G_0 = Σ_t γ^t r_t already carries the discounts, "
+        "and γ^t · G_0 is a biased gradient (use --reward-to-go with --discount-weighting)",
+    )
 
 
 def leave_one_out_mean(returns: Tensor, dones: Tensor, valid: Tensor) -> Tensor:
@@ -99,6 +113,7 @@ def reinforce_weights(
     normalize: bool,
 ) -> tuple[Tensor, Tensor]:
     """``(weights w_t, returns G)`` on ``[T, N]`` episode data; weights are 0 outside ``valid``."""
+    check_weighting(use_reward_to_go, discount_weighting)
     if use_reward_to_go:
         returns = reward_to_go(rewards, dones, gamma)  # G_t = Σ_{t'≥t} γ^{t'−t} r_{t'}
     else:

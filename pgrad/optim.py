@@ -9,6 +9,10 @@ tensors of a 64-64 actor-critic, one thread: ``torch.optim.Adam`` 310 µs a step
 fused 83 µs, :class:`Adam` 33 µs; ``zero_grad`` 9.5 → 0.7 µs; clipping 72 → 20 µs. torch's
 ``step`` spends the difference regrouping the tensors by device and dtype and checking options
 that pgrad never sets (benchmarks/RESULTS.md).
+
+The kernels they call are torch's private ones (``torch._fused_adam_``, ``torch._foreach_*``). A
+torch build without them, or whose kernel refuses the arguments, gets torch's public step instead
+(tested by removing them): slower, the same numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ import torch
 from torch import Tensor, nn
 
 _ONE = torch.ones(())
+# torch's private kernels, looked up once; a build without one (or whose signature differs) gets
+# torch's public path instead: Adam(fused=True) or foreach, torch.nn.utils.clip_grad_norm_.
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
+_FOREACH = all(
+    hasattr(torch, name)
+    for name in ("_foreach_add_", "_foreach_mul_", "_foreach_addcmul_", "_foreach_sqrt", "_foreach_addcdiv_")
+)
+_FOREACH_NORM = getattr(torch, "_foreach_norm", None)
 
 
 def _count_step(steps: list[Tensor]) -> None:
@@ -34,6 +46,8 @@ class _LeanStep:
     """``step`` for the options pgrad uses; anything else (a closure, first steps that create
     the state, amsgrad, weight decay, …) goes to torch's own ``step``."""
 
+    lean = True  # False once the private kernel is missing or refused its arguments: torch's step from then on
+
     def _lean_group(self, group: dict) -> bool:
         raise NotImplementedError
 
@@ -42,7 +56,7 @@ class _LeanStep:
 
     @torch.no_grad()
     def step(self, closure=None):
-        if closure is not None:
+        if closure is not None or not self.lean:
             return super().step(closure)
         groups = []
         for group in self.param_groups:
@@ -51,9 +65,19 @@ class _LeanStep:
             if not self._lean_group(group) or not all(states):  # an option pgrad never sets, or step 1
                 return super().step()
             groups.append((group, params, states))
-        for group, params, states in groups:
-            if params:
+        for k, (group, params, states) in enumerate(groups):
+            if not params:
+                continue
+            try:
                 self._lean_step(group, params, [p.grad for p in params], states)
+            except (TypeError, RuntimeError, AttributeError):
+                if k:  # earlier groups took the step already: cannot redo this one cleanly
+                    raise
+                # Another torch build's kernel: undo the step count, take torch's own step from now on.
+                for state in states:
+                    state["step"] -= 1
+                self.lean = False
+                return super().step()
         return None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -68,7 +92,13 @@ class Adam(_LeanStep, torch.optim.Adam):
     """``torch.optim.Adam(fused=True)`` (one fused kernel for all tensors, CPU and CUDA)."""
 
     def __init__(self, params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8):
-        super().__init__(params, lr=lr, eps=eps, fused=True)
+        params = list(params)
+        try:
+            super().__init__(params, lr=lr, eps=eps, fused=True)
+        except RuntimeError:  # a torch without a fused CPU Adam (before 2.4): the foreach one
+            super().__init__(params, lr=lr, eps=eps, foreach=True)
+            self.lean = False
+        self.lean = self.lean and _FUSED_ADAM is not None
 
     def _lean_group(self, group: dict) -> bool:
         return not (
@@ -79,7 +109,7 @@ class Adam(_LeanStep, torch.optim.Adam):
         steps = [s["step"] for s in states]
         beta1, beta2 = group["betas"]
         _count_step(steps)  # t ← t + 1, then the fused Adam update (bias-corrected m̂, v̂)
-        torch._fused_adam_(
+        _FUSED_ADAM(
             params,
             grads,
             [s["exp_avg"] for s in states],
@@ -103,6 +133,7 @@ class RMSprop(_LeanStep, torch.optim.RMSprop):
 
     def __init__(self, params: Iterable[nn.Parameter], lr: float, alpha: float, eps: float):
         super().__init__(params, lr=lr, alpha=alpha, eps=eps, foreach=True)
+        self.lean = _FOREACH
 
     def _lean_group(self, group: dict) -> bool:
         return (
@@ -134,9 +165,19 @@ def clip_grad_norm_(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:
     as ``torch.nn.utils.clip_grad_norm_``, whose CPU path takes one norm kernel per tensor.
     Returns the norm before clipping.
     """
+    params = list(params)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.tensor(0.0)
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    if _FOREACH_NORM is None or not _FOREACH:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    total = torch.linalg.vector_norm(torch.stack(_FOREACH_NORM(grads)))
     torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
     return total
+
+
+def norms(tensors: list[Tensor]) -> list[Tensor]:
+    """Each tensor's L2 norm: one fused kernel where torch has it."""
+    if _FOREACH_NORM is None:
+        return [torch.linalg.vector_norm(t) for t in tensors]
+    return list(_FOREACH_NORM(tensors))

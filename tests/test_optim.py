@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from pgrad import optim
 from pgrad.networks import ActorCritic
 from pgrad.optim import Adam, RMSprop, clip_grad_norm_
 
@@ -122,3 +123,72 @@ def test_clip_grad_norm_matches_torch(max_norm):
     torch.testing.assert_close(ours, theirs)
     for p, q in zip(a_net.parameters(), b_net.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-9)
+
+
+def _train_steps(optimizer_factory, steps=12):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    optimizer = optimizer_factory(net.parameters())
+    x = torch.randn(16, 4)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        net(x).pow(2).mean().backward()
+        optim.clip_grad_norm_(net.parameters(), 0.1)
+        optimizer.step()
+    return [p.detach().clone() for p in net.parameters()], optimizer
+
+
+def _reference(params):
+    return torch.optim.Adam(params, lr=1e-2, fused=True)
+
+
+@pytest.mark.parametrize("how", ["missing", "other-signature"])
+def test_adam_falls_back_to_torchs_step_when_the_private_kernel_is_unusable(how, monkeypatch):
+    """pyproject promises torch >= 2.3: a build without torch._fused_adam_, or with another
+    signature, must give the same numbers through torch's public step."""
+    expected, _ = _train_steps(_reference)
+    if how == "missing":
+        monkeypatch.setattr(optim, "_FUSED_ADAM", None)
+    else:
+        monkeypatch.setattr(optim, "_FUSED_ADAM", lambda *args, **kwargs: (_ for _ in ()).throw(TypeError("new args")))
+    got, optimizer = _train_steps(lambda p: optim.Adam(p, lr=1e-2))
+    assert not optimizer.lean
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    assert all(int(s["step"]) == 12 for s in optimizer.state.values())  # the undone count is not doubled
+
+
+def test_clipping_norms_and_rmsprop_fall_back_without_foreach_kernels(monkeypatch):
+    expected, _ = _train_steps(lambda p: torch.optim.RMSprop(p, lr=1e-2, alpha=0.99, eps=1e-5, foreach=True))
+    monkeypatch.setattr(optim, "_FOREACH", False)
+    monkeypatch.setattr(optim, "_FOREACH_NORM", None)
+    got, optimizer = _train_steps(lambda p: optim.RMSprop(p, lr=1e-2, alpha=0.99, eps=1e-5))
+    assert not optimizer.lean
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)  # clip: torch's per-tensor norms
+    assert [float(n) for n in optim.norms([torch.ones(4), torch.ones(9)])] == [2.0, 3.0]
+
+
+def test_soft_update_without_the_foreach_kernel(monkeypatch):
+    from pgrad.networks import soft_update
+
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    expected = [torch.lerp(p.detach(), q.detach(), 0.3) for p, q in zip(a.parameters(), b.parameters(), strict=True)]
+    monkeypatch.delattr(torch, "_foreach_lerp_")
+    soft_update(a, b, 0.3)
+    assert all(torch.equal(p, e) for p, e in zip(a.parameters(), expected, strict=True))
+
+
+def test_user_forward_hooks_fire_in_training_and_acting():
+    from pgrad.networks import ActorCritic
+
+    net = ActorCritic(3, 2, discrete=True)
+    seen = []
+    handle = net.policy_net[0].register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    net.distribution(torch.zeros(5, 3))
+    net.for_acting()(torch.zeros(2, 3))
+    assert seen == [torch.Size([5, 64]), torch.Size([2, 64])]
+    handle.remove()
+    global_seen = []
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: global_seen.append(type(m)))
+    net.value(torch.zeros(1, 3))
+    handle.remove()
+    assert torch.nn.Linear in global_seen

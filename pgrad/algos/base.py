@@ -24,6 +24,7 @@ from torch import Tensor
 from pgrad.buffers import EpisodeBuffer, ReplayBuffer, RolloutBuffer
 from pgrad.distributions import EnvGenerators
 from pgrad.envs import VecEnv
+from pgrad.optim import norms
 
 # A finished episode: (step of the rollout it ended at, env index in the run, return, length)
 Episode = tuple[int, int, float, int]
@@ -106,8 +107,8 @@ def check_finite(metrics: dict[str, float], step: int, params: Sequence[tuple[st
     if params:
         # One fused norm over all tensors (NaN/inf propagate into it); name them only if it fails.
         with torch.no_grad():
-            norms = torch._foreach_norm([p for _, p in params])
-        if bool(torch.stack(norms).isfinite().all()):
+            total = torch.stack(norms([p for _, p in params]))
+        if bool(total.isfinite().all()):
             return
         finite = torch.stack([p.detach().isfinite().all() for _, p in params])
         if not bool(finite.all()):

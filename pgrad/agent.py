@@ -96,13 +96,20 @@ class Agent:
 
         Observations are normalised with the statistics frozen at save time (CHECKLIST item 45).
         """
-        obs = np.asarray(obs, dtype=np.float32)
+        if not isinstance(deterministic, (bool, np.bool_)):
+            raise ValueError(f"deterministic={deterministic!r} is invalid: must be True or False")
+        try:
+            obs = np.asarray(obs, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(f"observation {str(obs)[:60]!r} is not an array of numbers") from None
         expected = self.observation_space.shape
         single = obs.shape == expected
         if not single and obs.shape[1:] != expected:
             raise ValueError(
                 f"observation of shape {obs.shape} does not fit the agent's {expected} (or a batch of them)"
             )
+        if not np.isfinite(obs).all():
+            raise ValueError("observation holds NaN or inf: the policy's action would be meaningless")
         batch = obs[None] if single else obs
         batch = self.normalizer.obs(batch)
         actions = self.policy.predict(torch.as_tensor(batch, device=self.device), deterministic).cpu().numpy()

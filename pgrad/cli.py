@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import dataclasses
+import errno
 import io
 import json
 import math
@@ -140,18 +142,23 @@ def cmd_eval(argv: list[str]) -> int:
     parser.add_argument("--video", default=None, help="write the episodes' frames to this .mp4 or .gif")
     args = parser.parse_args(argv)
     from rich.console import Console
+    from rich.markup import escape
 
     from pgrad.agent import load
-    from pgrad.evaluation import evaluate
+    from pgrad.evaluation import check_video_path, evaluate
 
     if args.episodes < 1:
         raise UsageError(f"--episodes {args.episodes} is invalid: must be >= 1")
+    if args.seed < 0 or args.seed >= 2**31:
+        raise UsageError(f"--seed {args.seed} is invalid: must be an integer in [0, 2^31)")
+    if args.video:
+        check_video_path(args.video)  # before loading or running anything
     agent = load(args.run_dir)
     result = evaluate(agent, args.episodes, args.seed, args.env, deterministic=not args.stochastic, video=args.video)
     mode = "stochastic" if args.stochastic else "deterministic"
     Console().print(
-        f"{agent.algo} on {args.env or agent.env_id}: mean return {result.mean:.2f} ± {result.std:.2f} "
-        f"over {args.episodes} {mode} episodes" + (f"; video in {args.video}" if args.video else "")
+        escape(f"{agent.algo} on {args.env or agent.env_id}: mean return {result.mean:.2f} ± {result.std:.2f} ")
+        + escape(f"over {args.episodes} {mode} episodes" + (f"; video in {args.video}" if args.video else ""))
     )
     print(json.dumps(result.to_json()))
     return 0
@@ -174,8 +181,28 @@ def cmd_plot(argv: list[str]) -> int:
             runs.append(run)
         else:
             raise UsageError(f"{run!r} is not a pgrad run or sweep directory (no progress.csv or sweep.json)")
+    check_output(args.output)
+    columns = {c for run in runs for c in csv_columns(Path(run) / "progress.csv")}
+    if args.metric not in columns:
+        raise UsageError(
+            f"--metric {args.metric!r} is invalid: the runs log {', '.join(sorted(columns - {'global_step'}))}"
+        )
     print(plot_runs(runs, args.output, args.metric))
     return 0
+
+
+def csv_columns(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def check_output(output: str) -> None:
+    """A figure path in an existing, writable directory, with a format matplotlib writes."""
+    parent = Path(output).resolve().parent
+    if Path(output).suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        raise UsageError(f"-o {output!r} is invalid: end it in .png, .pdf, .svg or .jpg")
+    if not parent.is_dir():
+        raise UsageError(f"-o {output!r} is invalid: the directory {str(parent)!r} does not exist")
 
 
 def cmd_list(argv: list[str]) -> int:
@@ -288,6 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, FileExistsError, CheckpointError) as e:
         print(f"pgrad {command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only or unwritable: files already written stay whole (atomic writes)
+        if e.errno not in DISK_ERRORS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(
+            f"pgrad {command}: error: cannot write{where}: {e.strerror or e}; files written before are intact "
+            "(a run resumes from its last checkpoint with pgrad train --resume)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM, errno.EFBIG}
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import numpy as np
+
 
 def require(name: str, value: Any, ok: bool, allowed: str) -> None:
     """Raise ``ValueError("name=value is invalid: allowed")`` unless ``ok``."""
@@ -26,6 +28,19 @@ def _is_int(x: Any) -> bool:
 
 def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars as the Python numbers they are (``np.int64(3)`` is a valid seed); tuples inside."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    return value
+
+
+MAX_N_ENVS = 4096  # more is a typo, not a plan: 10^6 envs took minutes to build and then hung
+MAX_TORCH_THREADS = 1024  # torch.set_num_threads(100000) segfaults
 
 
 def positive_int(name: str, value: Any) -> None:
@@ -106,6 +121,8 @@ class RunConfig:
     """Show a progress bar while training."""
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, plain(getattr(self, f.name)))
         self.validate()
 
     def validate(self) -> None:
@@ -115,10 +132,14 @@ class RunConfig:
         require("env", self.env, isinstance(self.env, str) and bool(self.env), "must be a gymnasium env id")
         positive_int("total_steps", self.total_steps)
         require("seed", self.seed, _is_int(self.seed) and 0 <= self.seed < 2**31, "must be an integer in [0, 2^31)")
-        positive_int("n_envs", self.n_envs)
+        require("n_envs", self.n_envs, _is_int(self.n_envs) and 1 <= self.n_envs <= MAX_N_ENVS,
+                f"must be an integer in [1, {MAX_N_ENVS}]")  # fmt: skip
         one_of("vectorization", self.vectorization, ("sync", "async"))
         one_of("device", self.device, ("auto", "cpu", "cuda"))
-        positive_int("torch_threads", self.torch_threads)
+        require("torch_threads", self.torch_threads, _is_int(self.torch_threads) and
+                1 <= self.torch_threads <= MAX_TORCH_THREADS, f"must be an integer in [1, {MAX_TORCH_THREADS}]")  # fmt: skip
+        require("run_dir", self.run_dir, self.run_dir is None or (isinstance(self.run_dir, str) and
+                bool(self.run_dir.strip()) and "\0" not in self.run_dir), "must be a directory path (not empty)")  # fmt: skip
         non_negative_int("eval_episodes", self.eval_episodes)
         non_negative_int("eval_every", self.eval_every)
         non_negative_int("checkpoint_every", self.checkpoint_every)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,31 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     if not ray.is_initialized():  # (an already running runtime is used as it is)
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # pgrad prints its own progress
         if address:
-            ray.init(address=address, **quiet)
+            check_ray_address(address)
+            try:
+                ray.init(address=address, **quiet)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise ValueError(f"ray_address={address!r}: Ray could not join that cluster ({e})") from None
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, **quiet)
     return ray
+
+
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """``'auto'``, ``HOST:PORT`` or ``ray://HOST:PORT`` of a port that answers within ``timeout``
+    seconds; otherwise one ``ValueError`` (ray.init itself retries for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"ray_address={address!r} is invalid: 'auto', 'HOST:PORT' or 'ray://HOST:PORT'")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        reason = "no answer" if isinstance(e, TimeoutError) else e.strerror or str(e)
+        raise ValueError(
+            f"ray_address={address!r}: no Ray cluster answers there ({reason} within {timeout:g} s)"
+        ) from None
 
 
 def env_slices(n_envs: int, workers: int) -> list[range]:

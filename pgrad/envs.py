@@ -10,6 +10,7 @@ policy's actions to a Box space (clip, or rescale from [-1, 1]).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 from dataclasses import dataclass, field
@@ -127,6 +128,8 @@ class Normalizer:
 
 def check_env_id(env_id: str) -> None:
     """Raise a ValueError naming close matches when ``env_id`` is not registered."""
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env={env_id!r} is invalid: must be a registered gymnasium env id such as 'CartPole-v1'")
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
@@ -135,15 +138,36 @@ def check_env_id(env_id: str) -> None:
 
 
 def check_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: str) -> None:
-    """pgrad's policies take flat Box observations and Discrete or Box actions."""
+    """pgrad's policies take 1-D Box observations, and Discrete (from 0) or 1-D Box actions: any
+    other space is refused here, before training, with what is allowed."""
+    flatten = "wrap the env in gymnasium.wrappers.FlattenObservation"
     if not isinstance(observation_space, spaces.Box):
         raise ValueError(
-            f"{env_id}: observation space {observation_space} is not supported; pgrad takes Box "
-            "observations (flatten Dict/Tuple spaces with gymnasium.wrappers.FlattenObservation)."
+            f"{env_id}: observation space {observation_space} is not supported yet; pgrad takes 1-D Box "
+            f"observations ({flatten} for Dict/Tuple/Discrete ones)"
         )
-    if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
-        raise ValueError(f"{env_id}: action space {action_space} is not supported; pgrad takes Discrete or Box.")
-    if isinstance(action_space, spaces.Box) and not np.all(np.isfinite([action_space.low, action_space.high])):
+    if len(observation_space.shape) != 1:
+        raise ValueError(
+            f"{env_id}: observation space {observation_space} of shape {observation_space.shape} is not supported "
+            f"yet; pgrad takes 1-D Box observations ({flatten}; images need a CNN, which pgrad does not have yet)"
+        )
+    if isinstance(action_space, spaces.Discrete):
+        if int(action_space.start) != 0:
+            raise ValueError(
+                f"{env_id}: action space {action_space} starts at {int(action_space.start)}; pgrad takes "
+                "Discrete(n) actions 0..n-1 (not yet start != 0)"
+            )
+        return
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"{env_id}: action space {action_space} is not supported yet; pgrad takes Discrete or 1-D Box."
+        )
+    if len(action_space.shape) != 1:
+        raise ValueError(
+            f"{env_id}: action space {action_space} of shape {action_space.shape} is not supported yet; "
+            "pgrad takes 1-D Box actions (gymnasium.wrappers.ReshapeAction maps a flat action to yours)"
+        )
+    if not np.all(np.isfinite([action_space.low, action_space.high])):
         raise ValueError(f"{env_id}: Box action space {action_space} has infinite bounds.")
 
 
@@ -159,6 +183,20 @@ def require_box(algo: str, action_space: gym.Space) -> int:
 
 def action_dim(action_space: gym.Space) -> int:
     return int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(np.prod(action_space.shape))
+
+
+@contextlib.contextmanager
+def missing_packages(env_id: str):
+    """An env whose optional package is not installed: a ``ValueError`` naming the package."""
+    try:
+        yield
+    except gym.error.DependencyNotInstalled as e:
+        raise ValueError(f"env {env_id!r} needs a package that is not installed: {e}") from None
+    except ImportError as e:
+        name = getattr(e, "name", None) or str(e)
+        raise ValueError(
+            f"env {env_id!r} needs the Python package {name!r}, which is not installed (pip install {name})"
+        ) from None
 
 
 class ActionMap:
@@ -254,14 +292,15 @@ class VecEnv:
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
         self.env_id, self.n_envs, self.seed = env_id, n_envs, seed
-        self.envs = gym.make_vec(
-            env_id,
-            num_envs=n_envs,
-            vectorization_mode=vectorization,
-            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-            wrappers=[SimState],
-            **(env_kwargs or {}),
-        )
+        with missing_packages(env_id):
+            self.envs = gym.make_vec(
+                env_id,
+                num_envs=n_envs,
+                vectorization_mode=vectorization,
+                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                wrappers=[SimState],
+                **(env_kwargs or {}),
+            )
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         check_spaces(self.observation_space, self.action_space, env_id)

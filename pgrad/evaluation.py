@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 from pgrad.agent import Agent
-from pgrad.envs import check_env_id
+from pgrad.envs import check_env_id, missing_packages
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never reuse a training seed
 
@@ -31,6 +33,36 @@ class EvalResult:
         return {"mean_return": self.mean, "std_return": self.std, "returns": self.returns, "lengths": self.lengths}
 
 
+def check_video_path(video: str) -> None:
+    """A writable destination with a format imageio writes, checked before any episode runs."""
+    if not isinstance(video, str) or not video.lower().endswith((".mp4", ".gif")):
+        raise ValueError(f"video={video!r} is invalid: a path ending in .mp4 or .gif")
+    parent = os.path.dirname(os.path.abspath(video))
+    if not os.path.isdir(parent):
+        raise ValueError(f"video={video!r} is invalid: the directory {parent!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"video={video!r} is invalid: the directory {parent!r} is not writable")
+
+
+def check_fits(agent: Agent, env: gym.Env, env_id: str) -> None:
+    """The agent's observation and action spaces are the env's (an agent of CartPole cannot act on Pendulum)."""
+    obs_space, action_space = env.observation_space, env.action_space
+    same_obs = isinstance(obs_space, gym.spaces.Box) and obs_space.shape == agent.observation_space.shape
+    if isinstance(agent.action_space, gym.spaces.Discrete):
+        same_action = isinstance(action_space, gym.spaces.Discrete) and action_space.n == agent.action_space.n
+    else:
+        same_action = isinstance(action_space, gym.spaces.Box) and action_space.shape == agent.action_space.shape
+    if not (same_obs and same_action):
+        raise ValueError(
+            f"env {env_id!r} has observations {_short(obs_space)} and actions {_short(action_space)}; the agent "
+            f"of {agent.env_id!r} takes {_short(agent.observation_space)} and gives {_short(agent.action_space)}"
+        )
+
+
+def _short(space: gym.Space) -> str:
+    return f"Box{space.shape}" if isinstance(space, gym.spaces.Box) else str(space)
+
+
 def evaluate(
     agent: Agent,
     episodes: int = 10,
@@ -42,37 +74,80 @@ def evaluate(
     """Run ``episodes`` episodes (seeds ``seed + 10⁶ + i``) with the agent's deterministic action.
 
     Observation statistics are the agent's, frozen. ``video`` writes the frames of all episodes
-    to that file (mp4 or gif).
+    to that file (mp4 or gif), streamed to the encoder as they are rendered.
     """
-    if episodes < 1:
+    if isinstance(episodes, np.integer):
+        episodes = int(episodes)
+    if not (isinstance(episodes, int) and not isinstance(episodes, bool) and episodes >= 1):
         raise ValueError(f"episodes={episodes!r} is invalid: must be an integer >= 1")
+    if isinstance(seed, np.integer):
+        seed = int(seed)
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**31):
+        raise ValueError(f"seed={seed!r} is invalid: must be an integer in [0, 2^31)")
+    if not isinstance(deterministic, (bool, np.bool_)):
+        raise ValueError(f"deterministic={deterministic!r} is invalid: must be True or False")
     env_id = env_id or agent.env_id
     check_env_id(env_id)
     if video:
+        check_video_path(video)
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render off-screen, no display needed
-    env = gym.make(env_id, render_mode="rgb_array" if video else None)
-    frames: list[np.ndarray] = []
+    with missing_packages(env_id):
+        env = gym.make(env_id, render_mode="rgb_array" if video else None)
+    writer = None
     returns, lengths = [], []
     try:
+        check_fits(agent, env, env_id)
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
             done, total, length = False, 0.0, 0
             while not done:
                 if video:
-                    frames.append(env.render())
+                    frame = render(env, env_id)
+                    if writer is None:
+                        writer = open_video(video, env)
+                    writer.append_data(frame)
                 obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic=deterministic))
                 total += float(reward)
                 length += 1
                 done = terminated or truncated
             returns.append(total)
             lengths.append(length)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+            Path(video).unlink(missing_ok=True)  # no half-written video
+        raise
     finally:
         env.close()
-    if video:
-        import imageio
-
-        fps = env.metadata.get("render_fps", 30) or 30
-        imageio.mimsave(video, frames, fps=fps) if video.endswith(".gif") else imageio.mimsave(
-            video, frames, fps=fps, macro_block_size=1
-        )
+    if writer is not None:
+        writer.close()
     return EvalResult(returns, lengths)
+
+
+def render(env: gym.Env, env_id: str) -> np.ndarray:
+    """One RGB frame, or a ``ValueError`` that says why this env cannot render here."""
+    try:
+        with warnings.catch_warnings(record=True):  # GLFW's warnings while it looks for a display
+            frame = env.render()
+    except Exception as e:  # GL context errors, missing pygame, ... (each renderer raises its own)
+        hint = (
+            " (MuJoCo renders headless with MUJOCO_GL=egl or MUJOCO_GL=osmesa)"
+            if "mujoco" in str(type(env.unwrapped).__module__)
+            else ""
+        )
+        raise ValueError(f"env {env_id!r} cannot render a video here: {type(e).__name__}: {e}{hint}") from None
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+        raise ValueError(
+            f"env {env_id!r} cannot render a video: render() gave {type(frame).__name__}, not an RGB frame"
+        )
+    return frame
+
+
+def open_video(video: str, env: gym.Env):
+    """An imageio writer that encodes frames as they come (an episode's frames are never all in memory)."""
+    import imageio
+
+    fps = env.metadata.get("render_fps", 30) or 30
+    if video.lower().endswith(".gif"):
+        return imageio.get_writer(video, mode="I", duration=1000 / fps, loop=0)
+    return imageio.get_writer(video, fps=fps, macro_block_size=1)

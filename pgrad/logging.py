@@ -141,18 +141,21 @@ def _truncate_csv(path: Path, last_step: int) -> tuple[list[str] | None, list[di
     rows: list[dict[str, str]] = []
     fields: list[str] | None = None
     if path.is_file():
-        with open(path, newline="") as f:
+        text = path.read_text()
+        if text and not text.endswith("\n"):  # a row cut short by a kill or a full disk: not a row
+            text = text[: text.rfind("\n") + 1]
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f)
             fields = list(reader.fieldnames) if reader.fieldnames else None
             rows = [row for row in reader if _step(row, path) <= last_step]
     if not rows:
         fields = None
-    text = io.StringIO()
+    out = io.StringIO()
     if fields is not None:
-        writer = csv.DictWriter(text, fieldnames=fields)
+        writer = csv.DictWriter(out, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    atomic_write(path, text.getvalue().encode())
+    atomic_write(path, out.getvalue().encode())
     return fields, rows
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as _dt
 import difflib
 import json
+import os
 import random
 import signal
 import threading
@@ -27,7 +28,7 @@ from pgrad.algos import get_algo
 from pgrad.algos.base import EpisodeLoop, NonFiniteError, OffPolicyLoop, OnPolicyLoop
 from pgrad.checkpoint import CHECKPOINT_FILE
 from pgrad.config import RunConfig, from_jsonable, to_jsonable
-from pgrad.envs import check_env_id, make_vec_env
+from pgrad.envs import action_dim, check_env_id, make_vec_env
 from pgrad.evaluation import EvalResult, evaluate
 from pgrad.logging import RunLogger
 from pgrad.rundir import RunDirLock, discard_run_dir, open_run_dir, remove_run_files
@@ -90,6 +91,47 @@ def run_dir_for(algo: str, cfg: RunConfig) -> Path:
     return Path("runs") / f"{algo}-{cfg.env}-{cfg.seed}-{stamp}"
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_needed(cfg: RunConfig, obs_dim: int, action_dim: int) -> dict[str, int]:
+    """A lower estimate of the bytes a run allocates, by what allocates them: the networks (weights,
+    gradients and Adam's two moments of every actor, critic and target copy) and the storage."""
+    sizes = [obs_dim + action_dim, *getattr(cfg, "hidden_sizes", ()), 2 * action_dim + 1]
+    one_net = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    copies = 4 * (6 if hasattr(cfg, "buffer_size") else 2)
+    need = {"networks (hidden_sizes)": 4 * one_net * copies}
+    if hasattr(cfg, "buffer_size"):
+        need["replay buffer (buffer_size)"] = 4 * cfg.buffer_size * (2 * obs_dim + action_dim + 2)
+    if hasattr(cfg, "n_steps"):
+        need["rollout (n_steps × n_envs)"] = 4 * cfg.n_steps * cfg.n_envs * (obs_dim + action_dim + 8)
+    return need
+
+
+def check_memory(cfg: RunConfig, obs_dim: int, action_dim: int) -> None:
+    """Refuse a run that cannot fit in this machine's available memory, naming what is too large."""
+    need, available = memory_needed(cfg, obs_dim, action_dim), available_memory()
+    if available is None or sum(need.values()) <= available:
+        return
+    largest = max(need, key=need.get)
+    raise ValueError(
+        f"this run needs at least {sum(need.values()) / 2**30:,.1f} GiB ({largest}: {need[largest] / 2**30:,.1f} GiB) "
+        f"and this machine has {available / 2**30:,.1f} GiB available: make {largest.split('(')[1].rstrip(')')} smaller"
+    )
+
+
 class Interrupted(Exception):
     """SIGINT/SIGTERM stopped the run after writing a checkpoint; the message says how to resume."""
 
@@ -117,8 +159,26 @@ class Trainer:
             gamma=getattr(cfg, "gamma", 0.99),
             action_mode=action_mode,
         )
-        algorithm = self.entry.algo_class(cfg, self.env.observation_space, self.env.action_space, self.device)
-        self.agent = Agent(
+        try:
+            self.agent, self.loop = self._build(action_mode)
+        except BaseException:
+            self.env.close()  # async envs' subprocesses, when a check refuses the run
+            raise
+        self.counters = {"updates": 0, "next_eval": cfg.eval_every, "next_checkpoint": cfg.checkpoint_every}
+        self.checkpoint_step: int | None = None
+        self._stop_signal: int | None = None
+
+    def _build(self, action_mode: str):
+        """The algorithm, its agent and its loop, on the env built (memory checked first)."""
+        cfg = self.cfg
+        check_memory(cfg, int(np.prod(self.env.obs_shape)), action_dim(self.env.action_space))
+        try:
+            algorithm = self.entry.algo_class(cfg, self.env.observation_space, self.env.action_space, self.device)
+        except RuntimeError as e:  # an allocation the estimate did not foresee
+            if "allocate" not in str(e):
+                raise
+            raise ValueError(f"this run does not fit in memory ({str(e).splitlines()[-1][:160]})") from None
+        agent = Agent(
             self.entry.name,
             cfg.env,
             algorithm.policy,
@@ -128,28 +188,26 @@ class Trainer:
             action_mode,
             to_jsonable(cfg),
         )
-        self.agent.run_dir = run_dir
+        agent.run_dir = self.run_dir
         if self.entry.loop == "episodes" and cfg.workers:
             from pgrad.distributed import DistributedEpisodeLoop
 
-            self.loop = DistributedEpisodeLoop(algorithm, self.env, cfg, self.device, self.entry.name, action_mode)
+            loop = DistributedEpisodeLoop(algorithm, self.env, cfg, self.device, self.entry.name, action_mode)
         elif self.entry.loop == "episodes":
-            self.loop = EpisodeLoop(algorithm, self.env, cfg.episodes_per_update, cfg.total_steps, self.device)
+            loop = EpisodeLoop(algorithm, self.env, cfg.episodes_per_update, cfg.total_steps, self.device)
         elif self.entry.loop == "off_policy":
-            self.loop = OffPolicyLoop(algorithm, self.env, cfg, self.device)
+            loop = OffPolicyLoop(algorithm, self.env, cfg, self.device)
         elif self.entry.loop == "async":
             from pgrad.distributed import AsyncGradientLoop
 
-            self.loop = AsyncGradientLoop(algorithm, self.env, cfg, self.device, action_mode)
+            loop = AsyncGradientLoop(algorithm, self.env, cfg, self.device, action_mode)
         elif getattr(cfg, "workers", 0):
             from pgrad.distributed import DistributedOnPolicyLoop
 
-            self.loop = DistributedOnPolicyLoop(algorithm, self.env, cfg, self.device, self.entry.name, action_mode)
+            loop = DistributedOnPolicyLoop(algorithm, self.env, cfg, self.device, self.entry.name, action_mode)
         else:
-            self.loop = OnPolicyLoop(algorithm, self.env, cfg.n_steps, cfg.total_steps, self.device)
-        self.counters = {"updates": 0, "next_eval": cfg.eval_every, "next_checkpoint": cfg.checkpoint_every}
-        self.checkpoint_step: int | None = None
-        self._stop_signal: int | None = None
+            loop = OnPolicyLoop(algorithm, self.env, cfg.n_steps, cfg.total_steps, self.device)
+        return agent, loop
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -360,12 +418,12 @@ def resume(run_dir: str | Path) -> Agent:
 def print_summary(
     console: Console, algo: str, cfg: RunConfig, steps: int, elapsed: float, result: EvalResult | None, run_dir: Path
 ) -> None:
-    table = Table(title=f"pgrad {algo} on {cfg.env}", show_header=False)
+    table = Table(title=escape(f"pgrad {algo} on {cfg.env}"), show_header=False)
     table.add_row("steps", f"{steps:,}")
     table.add_row("wall time", f"{elapsed:.1f} s ({steps / elapsed:,.0f} steps/s)")
     if result is not None:
         table.add_row(f"eval ({len(result.returns)} episodes, deterministic)", f"{result.mean:.1f} ± {result.std:.1f}")
-    table.add_row("run directory", str(run_dir))
+    table.add_row("run directory", escape(str(run_dir)))  # a path is text, not rich markup
     console.print(table)
 
 

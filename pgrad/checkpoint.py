@@ -48,7 +48,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename in (None, tmp):
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
             e.filename = str(path)  # name the file the user knows, not the temp file
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -383,7 +383,7 @@ class VecEnv:
         _, names = self.fresh_sim_state()
         unknown = sorted(set(state) - names)
         if unknown:
-            raise ValueError(f"the saved environment state has attributes this run's envs do not: {unknown[:3]}")
+            raise ValueError(f"the saved env state names attributes this run's envs do not have: {unknown[:3]}")
         for key, value in state.items():
             if not isinstance(value, SIM_TYPES):
                 raise ValueError(

@@ -7,8 +7,17 @@ action = agent.act(obs, deterministic=True)
 """
 
 from pgrad.agent import Agent, load
+from pgrad.envspec import EnvSpec
 from pgrad.evaluation import evaluate
-from pgrad.train import train
+from pgrad.train import resume, train
+
+
+def sweep(*args, **kwargs):
+    """Seeds × grid of one config as Ray tasks (``pgrad.distributed.sweep``; needs the distributed extra)."""
+    from pgrad.distributed import sweep as run
+
+    return run(*args, **kwargs)
+
 
 __version__ = "0.1.0"
-__all__ = ["Agent", "evaluate", "load", "train", "__version__"]
+__all__ = ["Agent", "EnvSpec", "evaluate", "load", "resume", "sweep", "train", "__version__"]

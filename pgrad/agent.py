@@ -16,6 +16,7 @@ import torch
 
 from pgrad import checkpoint
 from pgrad.envs import ActionMap, Normalizer
+from pgrad.envspec import EnvSpec
 from pgrad.networks import ActorCritic, CategoricalActor, DeterministicActor, SquashedGaussianActor
 
 POLICY_CLASSES: dict[str, type[torch.nn.Module]] = {
@@ -90,6 +91,21 @@ class Agent:
         self.action_map = ActionMap(action_space, action_mode)
         self.config = config or {}
         self.device = next(policy.parameters()).device
+        self.env_spec: EnvSpec | None = None  # the live spec of a run in this process (a lambda, say)
+        self.env_record: dict[str, Any] = {"id": env_id}  # what agent.json records (rebuilt on evaluation)
+
+    def make_env_spec(self) -> EnvSpec:
+        """The env to evaluate on: the live spec, else the recorded one, whose modules this imports
+        (as ``pgrad eval RUN`` does for the user's own run). A spec without an import path
+        (a lambda, a local class, an instance) says how to evaluate instead."""
+        if self.env_spec is not None:
+            return self.env_spec.for_evaluation()
+        if not self.env_record.get("recordable", True):
+            raise ValueError(
+                f"this agent's env {self.env_record.get('name')!r} has no import path (a lambda, a local class or an "
+                "instance): evaluate it with pgrad.evaluate(agent, env=...) or pgrad eval RUN --env module:Factory"
+            )
+        return EnvSpec.from_json(self.env_record)
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray | int:
         """Env actions for one observation ``[obs_dim]`` or a batch ``[B, obs_dim]``.
@@ -138,6 +154,7 @@ class Agent:
                 "clip_reward": norm.clip_reward,
             },
             "config": self.config,
+            "env_spec": self.env_spec.to_json() if self.env_spec is not None else self.env_record,
         }
         checkpoint.save(directory, tensors, meta)
 
@@ -174,6 +191,10 @@ class Agent:
                 meta["action_mode"],
                 meta.get("config"),
             )
+            record = meta.get("env_spec", {"id": meta["env_id"]})
+            if not isinstance(record, dict):
+                raise ValueError(f"env_spec={record!r} is not an object")
+            agent.env_record = record  # not imported here: loading never imports a module
         except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
             raise checkpoint.CheckpointError(
                 f"{directory}: the saved agent is invalid or not of this pgrad ({type(e).__name__}: {e})"

@@ -73,6 +73,7 @@ def cmd_train(argv: list[str]) -> int:
     import tyro
 
     from pgrad.algos import get_algo
+    from pgrad.envspec import EnvSpec
     from pgrad.train import resolve_config, resume, run
 
     if argv and argv[0] == "--resume" or (argv and argv[0].startswith("--resume=")):
@@ -83,15 +84,16 @@ def cmd_train(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         raise UsageError("pgrad train needs an algorithm: pgrad train ALGO [flags] (see `pgrad list`)")
     entry = get_algo(argv[0])
-    rest = argv[1:]
+    rest, env_kwargs, wrappers, check_env = _env_flags(argv[1:])
     preset = _flag_value(rest, "--preset") or "auto"
     rest = [
         t
         for i, t in enumerate(rest)
         if not (t == "--preset" or t.startswith("--preset=") or (i > 0 and rest[i - 1] == "--preset"))
     ]
-    env = _flag_value(rest, "--env") or entry.config_class.env
-    base, sources, preset_name = resolve_config(entry.name, env, preset)
+    spec = EnvSpec.from_user(_flag_value(rest, "--env") or entry.config_class.env, env_kwargs, wrappers)
+    env = spec.name
+    base, sources, preset_name = resolve_config(entry.name, env, preset, registered=spec.id is not None)
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -106,11 +108,57 @@ def cmd_train(argv: list[str]) -> int:
     except SystemExit as e:
         if e.code not in (0, None):
             raise UsageError(_one_line(captured.getvalue()) + f" (see pgrad train {entry.name} --help)") from None
+        print(captured.getvalue(), end="", file=sys.stderr)
+        print(ENV_FLAGS_HELP)  # after tyro's help: the flags it does not parse
         raise
     fields = {f.name for f in dataclasses.fields(entry.config_class)}
     for name in _given_fields(rest, fields):
         sources[name] = "user"
-    return _training(lambda: run(entry.name, cfg, sources, preset_name))
+    if cfg.env != env:  # --env given twice, say: the spec follows the config's value
+        spec = EnvSpec.from_user(cfg.env, env_kwargs, wrappers)
+    return _training(lambda: run(entry.name, cfg, sources, preset_name, spec, check_env))
+
+
+ENV_FLAGS_HELP = """environment flags (besides --env ID | module:EnvId | module:Factory):
+  --env-kwargs K=V [K=V ...]   keyword arguments of the env (typed: 1, 0.5, True, [1, 2], text; or one JSON object)
+  --wrapper module:Name[:K=V,...]   a wrapper applied to each sub-env, in the order given (repeatable)
+  --no-check-env               skip gymnasium's env checker on a user's env"""
+
+
+def _env_flags(argv: list[str]) -> tuple[list[str], dict, list, bool]:
+    """Take ``--env-kwargs K=V ...``, ``--wrapper module:Name[:K=V,...]`` (repeatable) and
+    ``--no-check-env`` out of ``argv``; the rest goes to the config's parser."""
+    from pgrad.envspec import parse_kwargs, parse_wrapper
+
+    rest, kwargs, wrappers, check_env = [], {}, [], True
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--env-kwargs" or token.startswith("--env-kwargs="):
+            items = [token.split("=", 1)[1]] if "=" in token and token.startswith("--env-kwargs=") else []
+            i += 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                items.append(argv[i])
+                i += 1
+            if not items:
+                raise UsageError("--env-kwargs needs KEY=VALUE items (or one JSON object)")
+            kwargs |= parse_kwargs(items)
+            continue
+        if token == "--wrapper" or token.startswith("--wrapper="):
+            value = (
+                token.split("=", 1)[1] if token.startswith("--wrapper=") else (argv[i + 1] if i + 1 < len(argv) else "")
+            )
+            if not value:
+                raise UsageError("--wrapper needs module:Name[:KEY=VALUE,...]")
+            wrappers.append(parse_wrapper(value))
+            i += 1 if token.startswith("--wrapper=") else 2
+            continue
+        if token == "--no-check-env":
+            check_env = False
+        else:
+            rest.append(token)
+        i += 1
+    return rest, kwargs, wrappers, check_env
 
 
 def _training(start) -> int:
@@ -137,7 +185,11 @@ def cmd_eval(argv: list[str]) -> int:
     parser.add_argument("run_dir", help="run directory (or any directory with a saved agent)")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--env", default=None, help="evaluate on another env id than the one trained on")
+    parser.add_argument(
+        "--env",
+        default=None,
+        help="evaluate on this env (an id, module:EnvId or module:Factory) instead of the recorded one",
+    )
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     parser.add_argument("--video", default=None, help="write the episodes' frames to this .mp4 or .gif")
     args = parser.parse_args(argv)

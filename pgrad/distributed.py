@@ -38,6 +38,7 @@ import torch
 from pgrad.algos.base import EnvSlice, Episode, EpisodeLoop, EpisodeStats, OnPolicyLoop, check_finite
 from pgrad.config import schedule
 from pgrad.envs import make_vec_env
+from pgrad.envspec import EnvSpec
 
 
 def import_ray():
@@ -100,14 +101,20 @@ class RolloutWorker:
     ``n_total`` is the run's env count (``None``: the slice acts on its own batch, as A3C does).
     """
 
-    def __init__(self, cfg, algo: str, env_ids: list[int], action_mode: str = "clip", n_total: int | None = None):
+    def __init__(self, cfg, algo: str, env_ids: list[int], action_mode: str = "clip", n_total: int | None = None,
+                 spec: EnvSpec | None = None):  # fmt: skip
         from pgrad.algos import get_algo
 
         torch.set_num_threads(1)
         cpu = torch.device("cpu")
         env = make_vec_env(
-            cfg.env, len(env_ids), cfg.seed + env_ids[0], cfg.vectorization, gamma=cfg.gamma, action_mode=action_mode
-        )  # fmt: skip  (sub-env i of the run is seeded seed + i)
+            spec or cfg.env,
+            len(env_ids),
+            cfg.seed + env_ids[0],
+            cfg.vectorization,
+            gamma=cfg.gamma,
+            action_mode=action_mode,
+        )  # fmt: skip  (sub-env i of the run is seeded seed + i; the spec travels pickled by Ray)
         entry = get_algo(algo)
         self.algo = entry.algo_class(cfg, env.observation_space, env.action_space, cpu)
         env_slice = EnvSlice(cfg.seed, env_ids, n_total or len(env_ids), cpu)
@@ -191,7 +198,7 @@ class WorkerPool:
     that state and replays the calls before the failed one: the update's data come out the same.
     """
 
-    def __init__(self, cfg, algo: str, action_mode: str):
+    def __init__(self, cfg, algo: str, action_mode: str, spec: EnvSpec | None = None):
         if cfg.normalize_obs or cfg.normalize_reward:
             raise ValueError(
                 f"workers={cfg.workers} with normalize_obs/normalize_reward is not supported: the running "
@@ -200,7 +207,7 @@ class WorkerPool:
         self.ray = ray = init_ray(cfg.ray_address)
         self.slices = env_slices(cfg.n_envs, cfg.workers)
         remote = ray.remote(num_cpus=1)(RolloutWorker)
-        self.make_worker = lambda k: remote.remote(cfg, algo, list(self.slices[k]), action_mode, cfg.n_envs)
+        self.make_worker = lambda k: remote.remote(cfg, algo, list(self.slices[k]), action_mode, cfg.n_envs, spec)
         self.workers = [self.make_worker(k) for k in range(cfg.workers)]
         self.worker_states: list[dict | None] = [None] * cfg.workers
         self.calls: list[list[tuple[str, tuple]]] = [[] for _ in self.workers]
@@ -270,9 +277,9 @@ class DistributedOnPolicyLoop(_OnWorkers, OnPolicyLoop):
 
     not_state = ("pool",)
 
-    def __init__(self, algo, env, cfg, device: torch.device, algo_name: str, action_mode: str = "clip"):
+    def __init__(self, algo, env, cfg, device: torch.device, algo_name: str, action_mode: str = "clip", spec=None):
         super().__init__(algo, env, cfg.n_steps, cfg.total_steps, device)
-        self.pool = WorkerPool(cfg, algo_name, action_mode)
+        self.pool = WorkerPool(cfg, algo_name, action_mode, spec)
 
     def collect(self) -> list[Episode]:
         pool, buf = self.pool, self.buf
@@ -296,9 +303,9 @@ class DistributedEpisodeLoop(_OnWorkers, EpisodeLoop):
 
     not_state = (*EpisodeLoop.not_state, "pool")
 
-    def __init__(self, algo, env, cfg, device: torch.device, algo_name: str, action_mode: str = "clip"):
+    def __init__(self, algo, env, cfg, device: torch.device, algo_name: str, action_mode: str = "clip", spec=None):
         super().__init__(algo, env, cfg.episodes_per_update, cfg.total_steps, device)
-        self.pool = WorkerPool(cfg, algo_name, action_mode)
+        self.pool = WorkerPool(cfg, algo_name, action_mode, spec)
 
     def collect(self) -> list[Episode]:
         pool, batch = self.pool, self.batch
@@ -323,7 +330,7 @@ class AsyncGradientLoop:
 
     not_state = ("workers", "ray", "make_worker", "pending")
 
-    def __init__(self, algo, env, cfg, device: torch.device, action_mode: str = "clip"):
+    def __init__(self, algo, env, cfg, device: torch.device, action_mode: str = "clip", spec=None):
         if cfg.normalize_obs or cfg.normalize_reward:
             raise ValueError("a3c with normalize_obs/normalize_reward is not supported: each worker would "
                              "keep its own statistics")  # fmt: skip
@@ -331,7 +338,7 @@ class AsyncGradientLoop:
         self.ray = ray = init_ray(cfg.ray_address)
         slices = env_slices(cfg.n_envs, cfg.workers)
         remote = ray.remote(num_cpus=1)(RolloutWorker)
-        self.make_worker = lambda k: remote.remote(cfg, "a3c", list(slices[k]), action_mode)
+        self.make_worker = lambda k: remote.remote(cfg, "a3c", list(slices[k]), action_mode, None, spec)
         self.workers = [self.make_worker(k) for k in range(cfg.workers)]
         self.stats = EpisodeStats()
         self.global_step = self.version = 0
@@ -395,7 +402,7 @@ def parse_value(text: str) -> Any:
     return text.strip()
 
 
-def _trial(algo: str, env: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def _trial(algo: str, env: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     """One trial in a Ray task: train, evaluate, report (an exception is reported, not raised)."""
     import traceback
 
@@ -418,7 +425,7 @@ def _trial(algo: str, env: str, overrides: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def plan_sweep(algo: str, env: str, seeds: list[int], grid: dict[str, list[Any]], fixed: dict[str, Any],
+def plan_sweep(algo: str, env: Any, seeds: list[int], grid: dict[str, list[Any]], fixed: dict[str, Any],
                sweep_dir: str | Path) -> list[dict[str, Any]]:  # fmt: skip
     """Every (grid point, seed) trial with its run directory; each config is validated here, before
     anything runs, so a bad value fails the sweep at once with the config's own error."""
@@ -428,6 +435,7 @@ def plan_sweep(algo: str, env: str, seeds: list[int], grid: dict[str, list[Any]]
 
     if not seeds:
         raise ValueError("a sweep needs at least one seed")
+    spec = EnvSpec.from_user(env)
     clash = sorted(set(grid) & ({"seed", "run_dir", "env"} | set(fixed)))
     if clash:
         raise ValueError(f"{clash[0]!r} cannot be both swept and fixed (seed, env and run_dir are set by the sweep)")
@@ -439,16 +447,39 @@ def plan_sweep(algo: str, env: str, seeds: list[int], grid: dict[str, list[Any]]
         for seed in seeds:
             run_dir = Path(sweep_dir) / f"{tag}-seed{seed}".replace("/", "_")
             overrides = fixed | params | {"seed": seed, "run_dir": str(run_dir), "progress_bar": False}
-            resolve_config(algo, env, "auto", overrides)  # raises ValueError naming the field and value
+            resolve_config(algo, spec.name, "auto", overrides, registered=spec.id is not None)  # ValueError naming it
             trials.append({"params": params, "seed": seed, "run_dir": str(run_dir), "overrides": overrides})
     return trials
 
 
-def run_sweep(algo: str, env: str, seeds: list[int], grid: dict[str, list[Any]], fixed: dict[str, Any],
+def sweep(
+    algo: str,
+    env: Any = "CartPole-v1",
+    seeds: list[int] | range = (0, 1, 2),
+    grid: dict[str, list[Any]] | None = None,
+    sweep_dir: str | Path | None = None,
+    ray_address: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    wrappers: list[Any] | None = None,
+    **fixed: Any,
+) -> dict[str, Any]:
+    """``pgrad.sweep``: every (grid point, seed) of ``algo`` as a Ray task, one run directory each;
+    ``env``, ``env_kwargs`` and ``wrappers`` as ``pgrad.train`` takes them, ``fixed`` config fields
+    for every trial. Returns the ``sweep.json`` record (with the summary over seeds)."""
+    spec = EnvSpec.from_user(env, env_kwargs, wrappers)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    sweep_dir = sweep_dir or f"runs/sweep-{algo}-{spec.name.replace(':', '.')}-{stamp}"
+    return run_sweep(algo, spec, list(seeds), dict(grid or {}), fixed, sweep_dir, ray_address)
+
+
+def run_sweep(algo: str, env: Any, seeds: list[int], grid: dict[str, list[Any]], fixed: dict[str, Any],
               sweep_dir: str | Path, ray_address: str | None = None, on_done=None) -> dict[str, Any]:  # fmt: skip
-    """Run every trial as a Ray task (one CPU each), write ``sweep.json`` and ``summary.md``."""
+    """Run every trial as a Ray task (one CPU each), write ``sweep.json`` and ``summary.md``.
+    ``env`` is anything ``pgrad.train`` takes (an ``EnvSpec`` with kwargs and wrappers too)."""
     from pgrad.checkpoint import atomic_write
 
+    spec = EnvSpec.from_user(env)
+    env = spec.name if spec.id is not None else spec  # ids travel as text, factories pickled by Ray
     sweep_dir = Path(sweep_dir)
     trials = plan_sweep(algo, env, seeds, grid, fixed, sweep_dir)
     existing = [t["run_dir"] for t in trials if Path(t["run_dir"]).exists()]
@@ -467,7 +498,8 @@ def run_sweep(algo: str, env: str, seeds: list[int], grid: dict[str, list[Any]],
     summary = summarize_sweep(trials)
     record = {
         "algo": algo,
-        "env": env,
+        "env": spec.name,
+        "env_spec": spec.to_json(),
         "seeds": seeds,
         "grid": grid,
         "fixed": fixed,
@@ -475,7 +507,7 @@ def run_sweep(algo: str, env: str, seeds: list[int], grid: dict[str, list[Any]],
         "summary": summary,
     }
     atomic_write(sweep_dir / "sweep.json", json.dumps(record, indent=1, default=str).encode())
-    atomic_write(sweep_dir / "summary.md", sweep_markdown(algo, env, summary).encode())
+    atomic_write(sweep_dir / "summary.md", sweep_markdown(algo, spec.name, summary).encode())
     return record
 
 

@@ -10,9 +10,9 @@ policy's actions to a Box space (clip, or rescale from [-1, 1]).
 
 from __future__ import annotations
 
-import contextlib
-import difflib
+import functools
 import math
+import pickle
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -21,6 +21,8 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from torch import Tensor
+
+from pgrad.envspec import EnvSpec, EnvSpecError, check_env_id, missing_packages  # noqa: F401  (re-exported)
 
 
 class RunningMeanStd:
@@ -126,17 +128,6 @@ class Normalizer:
         self.return_rms.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("return_rms.")})
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise a ValueError naming close matches when ``env_id`` is not registered."""
-    if not isinstance(env_id, str) or not env_id:
-        raise ValueError(f"env={env_id!r} is invalid: must be a registered gymnasium env id such as 'CartPole-v1'")
-    if env_id in gym.registry:
-        return
-    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else " `pgrad list` shows the tested ones."
-    raise ValueError(f"unknown env id {env_id!r}.{hint}")
-
-
 def check_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: str) -> None:
     """pgrad's policies take 1-D Box observations, and Discrete (from 0) or 1-D Box actions: any
     other space is refused here, before training, with what is allowed."""
@@ -183,20 +174,6 @@ def require_box(algo: str, action_space: gym.Space) -> int:
 
 def action_dim(action_space: gym.Space) -> int:
     return int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(np.prod(action_space.shape))
-
-
-@contextlib.contextmanager
-def missing_packages(env_id: str):
-    """An env whose optional package is not installed: a ``ValueError`` naming the package."""
-    try:
-        yield
-    except gym.error.DependencyNotInstalled as e:
-        raise ValueError(f"env {env_id!r} needs a package that is not installed: {e}") from None
-    except ImportError as e:
-        name = getattr(e, "name", None) or str(e)
-        raise ValueError(
-            f"env {env_id!r} needs the Python package {name!r}, which is not installed (pip install {name})"
-        ) from None
 
 
 class ActionMap:
@@ -276,7 +253,7 @@ class VecEnv:
 
     def __init__(
         self,
-        env_id: str,
+        env: EnvSpec | str,
         n_envs: int,
         seed: int,
         vectorization: str = "sync",
@@ -286,21 +263,30 @@ class VecEnv:
         action_mode: str = "clip",
         env_kwargs: dict | None = None,
     ):
-        check_env_id(env_id)
+        spec = env if isinstance(env, EnvSpec) and not env_kwargs else EnvSpec.from_user(env, env_kwargs)
         if vectorization not in ("sync", "async"):
             raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
-        self.env_id, self.n_envs, self.seed = env_id, n_envs, seed
-        with missing_packages(env_id):
-            self.envs = gym.make_vec(
-                env_id,
-                num_envs=n_envs,
-                vectorization_mode=vectorization,
-                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                wrappers=[SimState],
-                **(env_kwargs or {}),
+        if spec.instance is not None and (n_envs != 1 or vectorization != "sync"):
+            raise ValueError(
+                f"an env instance ({spec.name}) trains with n_envs=1 and vectorization='sync' only; for "
+                f"n_envs={n_envs} pass a factory that makes a new env each call (the class, or a function)"
             )
+        self.spec, self.env_id, self.n_envs, self.seed = spec, spec.name, n_envs, seed
+        env_fns = [functools.partial(make_sub_env, spec) for _ in range(n_envs)]
+        vector = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
+        with missing_packages(spec.name):
+            try:
+                self.envs = vector(env_fns, autoreset_mode=AutoresetMode.SAME_STEP)
+            except (pickle.PicklingError, AttributeError, TypeError) as e:
+                if vectorization == "sync" or "pickl" not in str(e).lower():
+                    raise
+                raise ValueError(
+                    f"vectorization='async' runs each env in a subprocess and needs a picklable factory; "
+                    f"{spec.name} is not ({e}): use vectorization='sync' or an importable factory"
+                ) from None
+        env_id = spec.name
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         check_spaces(self.observation_space, self.action_space, env_id)
@@ -404,8 +390,13 @@ class VecEnv:
         self.envs.close()
 
 
+def make_sub_env(spec: EnvSpec) -> gym.Env:
+    """One sub-env of a vector env: the spec's env with :class:`SimState` outermost."""
+    return SimState(spec.make())
+
+
 def make_vec_env(
-    env_id: str,
+    env_id: EnvSpec | str,
     n_envs: int = 1,
     seed: int = 0,
     vectorization: str = "sync",

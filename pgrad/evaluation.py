@@ -6,12 +6,13 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from pgrad.agent import Agent
-from pgrad.envs import check_env_id, missing_packages
+from pgrad.envspec import EnvSpec
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never reuse a training seed
 
@@ -67,12 +68,14 @@ def evaluate(
     agent: Agent,
     episodes: int = 10,
     seed: int = 0,
-    env_id: str | None = None,
+    env: Any = None,
     deterministic: bool = True,
     video: str | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes (seeds ``seed + 10⁶ + i``) with the agent's deterministic action.
 
+    ``env``: the agent's own env when None, else anything ``pgrad.train`` takes (an id,
+    ``"module:Factory"``, a factory, an instance, an ``EnvSpec``) with the agent's spaces.
     Observation statistics are the agent's, frozen. ``video`` writes the frames of all episodes
     to that file (mp4 or gif), streamed to the encoder as they are rendered.
     """
@@ -86,13 +89,12 @@ def evaluate(
         raise ValueError(f"seed={seed!r} is invalid: must be an integer in [0, 2^31)")
     if not isinstance(deterministic, (bool, np.bool_)):
         raise ValueError(f"deterministic={deterministic!r} is invalid: must be True or False")
-    env_id = env_id or agent.env_id
-    check_env_id(env_id)
+    spec = agent.make_env_spec() if env is None else EnvSpec.from_user(env)
+    env_id = spec.name
     if video:
         check_video_path(video)
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render off-screen, no display needed
-    with missing_packages(env_id):
-        env = gym.make(env_id, render_mode="rgb_array" if video else None)
+    env = spec.make(render_mode="rgb_array" if video else None)
     writer = None
     returns, lengths = [], []
     try:

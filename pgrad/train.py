@@ -29,6 +29,7 @@ from pgrad.algos.base import EpisodeLoop, NonFiniteError, OffPolicyLoop, OnPolic
 from pgrad.checkpoint import CHECKPOINT_FILE
 from pgrad.config import RunConfig, from_jsonable, to_jsonable
 from pgrad.envs import action_dim, check_env_id, make_vec_env
+from pgrad.envspec import EnvSpec, EnvSpecError, check_user_env
 from pgrad.evaluation import EvalResult, evaluate
 from pgrad.logging import RunLogger
 from pgrad.rundir import RunDirLock, discard_run_dir, open_run_dir, remove_run_files
@@ -42,12 +43,14 @@ def load_presets() -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def resolve_config(
-    algo: str, env: str, preset: str = "auto", overrides: dict[str, Any] | None = None
+    algo: str, env: str, preset: str = "auto", overrides: dict[str, Any] | None = None, registered: bool = True
 ) -> tuple[RunConfig, dict[str, str], str | None]:
     """Build the config: plain defaults, then the (algo, env) preset unless ``preset="none"``,
-    then ``overrides``. Returns ``(config, source of each field, preset name or None)``."""
+    then ``overrides``. Returns ``(config, source of each field, preset name or None)``.
+    ``env`` is an id (checked when ``registered``) or the name of a user's env spec."""
     entry = get_algo(algo)
-    check_env_id(env)
+    if registered:
+        check_env_id(env)
     if preset not in ("auto", "none"):
         raise ValueError(f"preset={preset!r} is invalid: must be 'auto' (the tuned preset if one exists) or 'none'")
     fields = {f.name for f in dataclasses.fields(entry.config_class)}
@@ -143,14 +146,15 @@ class Trainer:
     continues bitwise as the uninterrupted one would on the same machine.
     """
 
-    def __init__(self, algo: str, cfg: RunConfig, run_dir: Path):
+    def __init__(self, algo: str, cfg: RunConfig, run_dir: Path, spec: EnvSpec | None = None):
         self.entry, self.cfg, self.run_dir = get_algo(algo), cfg, run_dir
+        self.spec = spec or EnvSpec.from_user(cfg.env)
         self.device = resolve_device(cfg.device)
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
         action_mode = getattr(self.entry.algo_class, "action_mode", "clip")
         self.env = make_vec_env(
-            cfg.env,
+            self.spec,
             cfg.n_envs,
             cfg.seed,
             cfg.vectorization,
@@ -189,10 +193,13 @@ class Trainer:
             to_jsonable(cfg),
         )
         agent.run_dir = self.run_dir
+        agent.env_spec = self.spec
         if self.entry.loop == "episodes" and cfg.workers:
             from pgrad.distributed import DistributedEpisodeLoop
 
-            loop = DistributedEpisodeLoop(algorithm, self.env, cfg, self.device, self.entry.name, action_mode)
+            loop = DistributedEpisodeLoop(
+                algorithm, self.env, cfg, self.device, self.entry.name, action_mode, self.spec
+            )
         elif self.entry.loop == "episodes":
             loop = EpisodeLoop(algorithm, self.env, cfg.episodes_per_update, cfg.total_steps, self.device)
         elif self.entry.loop == "off_policy":
@@ -200,11 +207,13 @@ class Trainer:
         elif self.entry.loop == "async":
             from pgrad.distributed import AsyncGradientLoop
 
-            loop = AsyncGradientLoop(algorithm, self.env, cfg, self.device, action_mode)
+            loop = AsyncGradientLoop(algorithm, self.env, cfg, self.device, action_mode, self.spec)
         elif getattr(cfg, "workers", 0):
             from pgrad.distributed import DistributedOnPolicyLoop
 
-            loop = DistributedOnPolicyLoop(algorithm, self.env, cfg, self.device, self.entry.name, action_mode)
+            loop = DistributedOnPolicyLoop(
+                algorithm, self.env, cfg, self.device, self.entry.name, action_mode, self.spec
+            )
         else:
             loop = OnPolicyLoop(algorithm, self.env, cfg.n_steps, cfg.total_steps, self.device)
         return agent, loop
@@ -358,18 +367,30 @@ class Trainer:
         return self.agent
 
 
-def run(algo: str, cfg: RunConfig, sources: dict[str, str] | None = None, preset: str | None = None) -> Agent:
-    """Train ``algo`` with a resolved config; writes the run directory and returns the agent.
+def run(
+    algo: str,
+    cfg: RunConfig,
+    sources: dict[str, str] | None = None,
+    preset: str | None = None,
+    spec: EnvSpec | None = None,
+    check_env: bool = True,
+) -> Agent:
+    """Train ``algo`` with a resolved config on ``spec`` (default: the id ``cfg.env``); writes the
+    run directory and returns the agent.
 
     The directory is locked for the whole run. Everything that can refuse the config (the env,
-    its spaces, memory) is checked before the first write; a start that fails leaves no debris,
-    and ``overwrite`` removes the old run's files only once the new run is sure to start."""
+    gymnasium's env checker on a user's env, its spaces, memory) is checked before the first
+    write; a start that fails leaves no debris, and ``overwrite`` removes the old run's files only
+    once the new run is sure to start."""
     entry = get_algo(algo)
+    spec = spec or EnvSpec.from_user(cfg.env)
+    if check_env and not spec.builtin:
+        check_user_env(spec)
     run_dir = run_dir_for(entry.name, cfg)
     lock, created = open_run_dir(run_dir, cfg.overwrite)
     try:
         try:
-            trainer = Trainer(entry.name, cfg, run_dir)
+            trainer = Trainer(entry.name, cfg, run_dir, spec)
         except BaseException:
             lock.release()
             discard_run_dir(run_dir, created)
@@ -380,6 +401,7 @@ def run(algo: str, cfg: RunConfig, sources: dict[str, str] | None = None, preset
             "config": to_jsonable(cfg),
             "sources": sources or {},
             "preset": preset,
+            "env_spec": spec.to_json(),
             "versions": {"torch": torch.__version__, "gymnasium": gym.__version__},
         }
         checkpoint.atomic_write(run_dir / "config.json", json.dumps(config, indent=2).encode())
@@ -388,8 +410,9 @@ def run(algo: str, cfg: RunConfig, sources: dict[str, str] | None = None, preset
         lock.release()
 
 
-def resume(run_dir: str | Path) -> Agent:
-    """Continue the run in ``run_dir`` from its last checkpoint, in the same directory."""
+def resume(run_dir: str | Path, env: Any = None) -> Agent:
+    """Continue the run in ``run_dir`` from its last checkpoint, in the same directory. ``env``:
+    the run's env again, for a run whose env has no import path (a lambda, a local class)."""
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
     if not path.is_file():
@@ -405,7 +428,14 @@ def resume(run_dir: str | Path) -> Agent:
             raise checkpoint.CheckpointError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
         except ValueError as e:
             raise checkpoint.CheckpointError(f"{path}: {e}") from None
-        trainer = Trainer(entry.name, cfg, run_dir)
+        record = data.get("env_spec") or {"id": cfg.env}
+        try:
+            spec = EnvSpec.from_user(env) if env is not None else EnvSpec.from_json(record)
+        except EnvSpecError as e:
+            raise checkpoint.CheckpointError(
+                f"{run_dir}: {e}; resume it in Python: pgrad.resume(run_dir, env=...)"
+            ) from None
+        trainer = Trainer(entry.name, cfg, run_dir, spec)
         step = trainer.load_checkpoint()
         return trainer.run(resume_step=step)
     finally:
@@ -426,22 +456,34 @@ def print_summary(
 
 def train(
     algo: str,
-    env: str = "CartPole-v1",
+    env: Any = "CartPole-v1",
     total_steps: int | None = None,
     seed: int | None = None,
     preset: str = "auto",
+    env_kwargs: dict[str, Any] | None = None,
+    wrappers: list[Any] | None = None,
+    check_env: bool = True,
     **fields: Any,
 ) -> Agent:
     """Train and return an :class:`Agent`; ``fields`` are config fields of ``algo`` (SB3 names).
 
-    The (algo, env) preset applies unless ``preset="none"``; explicit arguments override it.
-    ``agent.run_dir`` is the run directory, ``agent.evaluation`` the final evaluation.
+    ``env``: a registered id (``env_kwargs`` go to ``gym.make``), ``"module:EnvId"`` or
+    ``"module:Factory"``, a factory returning a ``gymnasium.Env`` (a class, function, partial or
+    lambda, called with ``env_kwargs``), or an env instance (``n_envs=1``). ``wrappers`` are
+    applied to each sub-env in order: wrapper classes or callables ``env -> env``, ``(callable,
+    kwargs)`` pairs or ``"module:Name:k=v"`` strings. A user's env is checked with gymnasium's env
+    checker first (``check_env=False`` skips it). The (algo, env) preset applies unless
+    ``preset="none"``; explicit arguments override it. ``agent.run_dir`` is the run directory,
+    ``agent.evaluation`` the final evaluation.
     """
+    spec = EnvSpec.from_user(env, env_kwargs, wrappers)
     overrides = dict(fields)
     if total_steps is not None:
         overrides["total_steps"] = total_steps
     if seed is not None:
         overrides["seed"] = seed
     overrides.setdefault("progress_bar", False)
-    cfg, sources, preset_name = resolve_config(algo, env, preset, overrides)
-    return run(algo, cfg, sources, preset_name)
+    if not isinstance(check_env, bool):
+        raise ValueError(f"check_env={check_env!r} is invalid: must be True or False")
+    cfg, sources, preset_name = resolve_config(algo, spec.name, preset, overrides, registered=spec.id is not None)
+    return run(algo, cfg, sources, preset_name, spec, check_env)

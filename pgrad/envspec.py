@@ -114,9 +114,14 @@ class EnvSpec:
         env_id = data.get("id")
         if not isinstance(env_id, str):
             raise EnvSpecError(f"the recorded env {data!r} has neither an id nor a factory")
-        module = env_id.split(":", 1)[0] if ":" in env_id else None
-        if module is not None and not _DOTTED.match(module):
-            raise EnvSpecError(f"the recorded env id {env_id!r} names a module that is not a dotted name")
+        module = data.get("module")
+        if ":" not in env_id and env_id not in gym.registry and isinstance(module, str):
+            if not _DOTTED.match(module):
+                raise EnvSpecError(f"the recorded env module {module!r} is not a plain dotted name")
+            if allow_imports:
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(module)  # registers the id, as it did in the training process
+        check_env_id(env_id)  # "module:Id" imports its (dotted) module as gym.make would; a clear error otherwise
         return cls(id=env_id, kwargs=dict(kwargs), wrappers=wrappers)
 
     # -- what it is ---------------------------------------------------------------------------------
@@ -146,7 +151,13 @@ class EnvSpec:
         data: dict[str, Any] = {"name": self.name, "recordable": self.recordable}
         if not self.recordable:
             return data
-        data |= {"id": self.id} if self.id is not None else {"factory": import_path(self.factory)}
+        if self.id is None:
+            data["factory"] = import_path(self.factory)
+        else:
+            data["id"] = self.id
+            module = registering_module(self.id)
+            if module is not None:  # a new process imports it to know the id (as "module:Id" would)
+                data["module"] = module
         data["kwargs"] = self.kwargs
         data["wrappers"] = [{"path": w.path, "kwargs": w.kwargs} for w in self.wrappers]
         return data
@@ -159,7 +170,10 @@ class EnvSpec:
         extra = {"render_mode": render_mode} if render_mode is not None else {}
         with missing_packages(self.name):
             if self.id is not None:
-                env = gym.make(self.id, **self.kwargs, **extra)
+                try:
+                    env = gym.make(self.id, **self.kwargs, **extra)
+                except (gym.error.Error, TypeError) as e:
+                    raise EnvSpecError(f"env {self.id!r} cannot be made with kwargs {self.kwargs}: {e}") from None
             elif self.instance is not None:
                 env = self.instance
             else:
@@ -199,6 +213,19 @@ class EnvSpec:
 
 
 # -- import paths ----------------------------------------------------------------------------------------
+
+
+def registering_module(env_id: str) -> str | None:
+    """The module of a user's registered env's entry point (importing it registers the id, as a
+    package's ``__init__`` does), or None for gymnasium's own envs and ``module:Id`` ids."""
+    entry = gym.registry.get(env_id) if ":" not in env_id else None
+    if entry is None:
+        return None
+    point = entry.entry_point
+    module = point.split(":", 1)[0] if isinstance(point, str) else getattr(point, "__module__", None)
+    if not module or module == "__main__" or module.startswith("gymnasium") or not _DOTTED.match(module):
+        return None
+    return module
 
 
 def import_path(obj: Any) -> str | None:

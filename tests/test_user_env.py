@@ -89,12 +89,19 @@ def eval_in_new_process(run_dir: Path, *extra: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("algo, continuous", [("ppo", False), ("sac", True)])
+ALGOS = [("ppo", False), ("sac", True)]
+
+
+def settings(algo: str) -> dict:
+    if algo == "sac":
+        return {"learning_starts": 100, "batch_size": 32, "hidden_sizes": (16, 16)} | QUICK
+    return {"n_steps": 128, "batch_size": 64} | QUICK
+
+
+@pytest.mark.parametrize("algo, continuous", ALGOS)
 def test_a_factory_with_kwargs_trains_and_a_new_process_evaluates_it(algo, continuous, tmp_path):
-    extra = {"learning_starts": 100, "batch_size": 32, "hidden_sizes": (16, 16)} if algo == "sac" else {
-        "n_steps": 128, "batch_size": 64}  # fmt: skip
     agent = pgrad.train(algo, env=Reach, env_kwargs={"size": 3.0, "continuous": continuous}, run_dir=str(tmp_path / "r"),
-                        **QUICK, **extra)  # fmt: skip
+                        **settings(algo))  # fmt: skip
     record = json.loads((tmp_path / "r" / "config.json").read_text())["env_spec"]
     assert record == {"name": "test_user_env:Reach", "recordable": True, "factory": "test_user_env:Reach",
                       "kwargs": {"size": 3.0, "continuous": continuous}, "wrappers": []}  # fmt: skip
@@ -103,40 +110,74 @@ def test_a_factory_with_kwargs_trains_and_a_new_process_evaluates_it(algo, conti
     assert eval_in_new_process(tmp_path / "r")["returns"] == in_process.returns
 
 
-def test_an_instance_trains_with_one_env_and_eval_says_how_to_evaluate_it(tmp_path):
-    agent = pgrad.train("ppo", env=Reach(size=3.0), run_dir=str(tmp_path / "r"), n_steps=128, batch_size=64, **QUICK)
+@pytest.mark.parametrize("algo, continuous", ALGOS)
+def test_an_instance_trains_with_one_env_and_eval_says_how_to_evaluate_it(algo, continuous, tmp_path):
+    agent = pgrad.train(algo, env=Reach(size=3.0, continuous=continuous), run_dir=str(tmp_path / "r"), **settings(algo))
     assert agent.evaluation is not None and len(agent.evaluation.returns) == 2
     result = pgrad_cli("eval", str(tmp_path / "r"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "pgrad eval RUN --env module:Factory" in result.stderr and "pgrad.evaluate(agent, env=...)" in result.stderr
-    assert eval_in_new_process(tmp_path / "r", "--env", "test_user_env:Reach")["returns"]
+    factory = "test_user_env:ReachContinuous" if continuous else "test_user_env:Reach"
+    assert eval_in_new_process(tmp_path / "r", "--env", factory)["returns"]
     with pytest.raises(ValueError, match="an env instance .* trains with n_envs=1"):
-        pgrad.train("ppo", env=Reach(), n_envs=2, run_dir=str(tmp_path / "x"), **QUICK)
+        pgrad.train(algo, env=Reach(continuous=continuous), n_envs=2, run_dir=str(tmp_path / "x"), **settings(algo))
     assert not (tmp_path / "x").exists()
 
 
-def test_a_registered_id_with_env_kwargs(tmp_path):
-    agent = pgrad.train("ppo", env="Reach-v0", env_kwargs={"goal": -1.0}, run_dir=str(tmp_path / "r"), n_steps=128,
-                        batch_size=64, **QUICK)  # fmt: skip
+def ReachContinuous(**kwargs):  # noqa: N802  (a factory, named as the env it makes)
+    return Reach(continuous=True, **kwargs)
+
+
+@pytest.mark.parametrize("algo, continuous", ALGOS)
+def test_a_registered_id_with_env_kwargs(algo, continuous, tmp_path):
+    agent = pgrad.train(algo, env="Reach-v0", env_kwargs={"goal": -1.0, "continuous": continuous},
+                        run_dir=str(tmp_path / "r"), **settings(algo))  # fmt: skip
     assert agent.env_spec.make().unwrapped.goal == -1.0
     record = json.loads((tmp_path / "r" / "config.json").read_text())["env_spec"]
-    assert record["id"] == "Reach-v0" and record["kwargs"] == {"goal": -1.0}
+    assert record["id"] == "Reach-v0" and record["kwargs"] == {"goal": -1.0, "continuous": continuous}
+    assert record["module"] == "test_user_env"  # a new process imports it, and so knows Reach-v0
+    assert eval_in_new_process(tmp_path / "r")["returns"] == pgrad.evaluate(agent, episodes=3).returns
 
 
-def test_the_cli_imports_module_ids_and_takes_kwargs_and_wrappers(tmp_path):
+@pytest.mark.parametrize("algo, continuous", ALGOS)
+def test_the_cli_imports_module_ids_and_takes_kwargs_and_wrappers(algo, continuous, tmp_path):
     run_dir = tmp_path / "r"
-    result = pgrad_cli("train", "ppo", "--env", "test_user_env:Reach-v0", "--env-kwargs", "goal=-2.0", "continuous=True",
-                       "--wrapper", "gymnasium.wrappers:TimeLimit:max_episode_steps=20", "--wrapper",
-                       "test_user_env:ScaleObservation:factor=0.5", "--total-steps", "512", "--n-steps", "128",
-                       "--batch-size", "64", "--run-dir", str(run_dir), "--no-progress-bar", "--eval-episodes", "2")  # fmt: skip
+    extra = (
+        ["--learning-starts", "100", "--batch-size", "32"]
+        if algo == "sac"
+        else ["--n-steps", "128", "--batch-size", "64"]
+    )
+    result = pgrad_cli("train", algo, "--env", "test_user_env:Reach-v0", "--env-kwargs", "goal=-2.0",
+                       f"continuous={continuous}", "--wrapper", "gymnasium.wrappers:TimeLimit:max_episode_steps=20",
+                       "--wrapper", "test_user_env:ScaleObservation:factor=0.5", "--total-steps", "512", *extra,
+                       "--run-dir", str(run_dir), "--no-progress-bar", "--eval-episodes", "2")  # fmt: skip
     assert result.returncode == 0, result.stderr
     record = json.loads((run_dir / "config.json").read_text())["env_spec"]
-    assert record["id"] == "test_user_env:Reach-v0" and record["kwargs"] == {"goal": -2.0, "continuous": True}
+    assert record["id"] == "test_user_env:Reach-v0" and record["kwargs"] == {"goal": -2.0, "continuous": continuous}
     assert [w["path"] for w in record["wrappers"]] == [
         "gymnasium.wrappers.common:TimeLimit",
         "test_user_env:ScaleObservation",
     ]
     assert all(length <= 20 for length in eval_in_new_process(run_dir)["lengths"])
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--env", "no_such_module:Reach-v0"], "cannot import 'no_such_module'"),
+        (["--env", "test_user_env:NoSuch-v0"], "registered no env 'NoSuch-v0'"),
+        (["--env", "Reach-v0", "--env-kwargs", "size"], "env kwarg 'size' is invalid: write key=value"),
+        (["--env", "Reach-v0", "--env-kwargs", "{bad json"], "is not valid JSON"),
+        (["--env", "Reach-v0", "--wrapper", "gymnasium.wrappers:NoSuchWrapper"], "has no 'NoSuchWrapper'"),
+        (["--env", "Reach-v0", "--wrapper", "TimeLimit"], "write module:Name"),
+        (["--env", "test_user_env:Reach", "--env-kwargs", "sizee=3"], "failed with kwargs {'sizee': 3}"),
+    ],
+)
+def test_cli_env_errors_are_one_line(args, fragment, tmp_path):
+    result = pgrad_cli("train", "ppo", *args, "--run-dir", str(tmp_path / "r"), "--total-steps", "256")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_lambda_trains_saves_and_resumes_with_the_env_given_again(tmp_path):

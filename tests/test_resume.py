@@ -36,10 +36,13 @@ CASES = {
     "sac-v1": ["sac", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--variant", "v1"],
     "sac-v2": ["sac", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--normalize-obs", "--normalize-reward"],
     "sac-discrete": ["sac-discrete", "--env", "CartPole-v1", *OFF_POLICY, *WARM],
+    "ppo-user-env": ["ppo", "--env", "test_user_env:Reach", "--env-kwargs", "size=3.0", "--wrapper",
+                     "test_user_env:ScaleObservation:factor=0.5", *ON_POLICY, "--total-steps", "2560", "--n-steps",
+                     "128", "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "512"],  # rebuilt from its record
     "ppo-async": ["ppo", "--env", "CartPole-v1", *ON_POLICY, "--total-steps", "2560", "--n-steps", "128",
                   "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "512", "--vectorization", "async"],
 }  # fmt: skip
-FAST = {"ppo", "a2c", "td3", "sac-v2", "ppo-async"}  # the others are marked slow (still in make test)
+FAST = {"ppo", "a2c", "td3", "sac-v2", "ppo-async", "ppo-user-env"}  # the others are marked slow (still in make test)
 
 
 def pgrad(fault: str, *args: str) -> subprocess.CompletedProcess:

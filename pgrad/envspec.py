@@ -358,13 +358,16 @@ def missing_packages(env_name: str):
         ) from None
 
 
-def check_user_env(spec: EnvSpec) -> None:
+def check_user_env(spec: EnvSpec, check_spaces: Callable[[gym.Space, gym.Space, str], None] | None = None) -> None:
     """gymnasium's env checker on one instance of a user's env: a ``ValueError`` names the env and
-    the check that failed (``check_env=False`` / ``--no-check-env`` skips it)."""
+    the check that failed (``check_env=False`` / ``--no-check-env`` skips it). ``check_spaces``
+    runs first: a space pgrad does not take is the clearer message."""
     from gymnasium.utils.env_checker import check_env
 
     env = spec.make() if spec.instance is None else spec.instance
     try:
+        if check_spaces is not None:
+            check_spaces(env.observation_space, env.action_space, spec.name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its advice (e.g. float64 bounds) is not an error
             check_env(env.unwrapped, skip_render_check=True)

@@ -71,11 +71,14 @@ def evaluate(
     env: Any = None,
     deterministic: bool = True,
     video: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    wrappers: list[Any] | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes (seeds ``seed + 10⁶ + i``) with the agent's deterministic action.
 
     ``env``: the agent's own env when None, else anything ``pgrad.train`` takes (an id,
-    ``"module:Factory"``, a factory, an instance, an ``EnvSpec``) with the agent's spaces.
+    ``"module:Factory"``, a factory, an instance, an ``EnvSpec``) with the agent's spaces;
+    ``env_kwargs`` and ``wrappers`` are added to it as ``pgrad.train`` adds them.
     Observation statistics are the agent's, frozen. ``video`` writes the frames of all episodes
     to that file (mp4 or gif), streamed to the encoder as they are rendered.
     """
@@ -89,7 +92,7 @@ def evaluate(
         raise ValueError(f"seed={seed!r} is invalid: must be an integer in [0, 2^31)")
     if not isinstance(deterministic, (bool, np.bool_)):
         raise ValueError(f"deterministic={deterministic!r} is invalid: must be True or False")
-    spec = agent.make_env_spec() if env is None else EnvSpec.from_user(env)
+    spec = EnvSpec.from_user(agent.make_env_spec() if env is None else env, env_kwargs, wrappers)
     env_id = spec.name
     if video:
         check_video_path(video)

@@ -28,7 +28,7 @@ from pgrad.algos import get_algo
 from pgrad.algos.base import EpisodeLoop, NonFiniteError, OffPolicyLoop, OnPolicyLoop
 from pgrad.checkpoint import CHECKPOINT_FILE
 from pgrad.config import RunConfig, from_jsonable, to_jsonable
-from pgrad.envs import action_dim, check_env_id, make_vec_env
+from pgrad.envs import action_dim, check_env_id, check_spaces, make_vec_env
 from pgrad.envspec import EnvSpec, EnvSpecError, check_user_env
 from pgrad.evaluation import EvalResult, evaluate
 from pgrad.logging import RunLogger
@@ -385,7 +385,7 @@ def run(
     entry = get_algo(algo)
     spec = spec or EnvSpec.from_user(cfg.env)
     if check_env and not spec.builtin:
-        check_user_env(spec)
+        check_user_env(spec, check_spaces)
     run_dir = run_dir_for(entry.name, cfg)
     lock, created = open_run_dir(run_dir, cfg.overwrite)
     try:

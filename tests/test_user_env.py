@@ -136,6 +136,8 @@ def test_a_registered_id_with_env_kwargs(algo, continuous, tmp_path):
     record = json.loads((tmp_path / "r" / "config.json").read_text())["env_spec"]
     assert record["id"] == "Reach-v0" and record["kwargs"] == {"goal": -1.0, "continuous": continuous}
     assert record["module"] == "test_user_env"  # a new process imports it, and so knows Reach-v0
+    shorter = pgrad.evaluate(agent, episodes=2, wrappers=[(gym.wrappers.TimeLimit, {"max_episode_steps": 3})])
+    assert max(shorter.lengths) <= 3  # evaluate takes kwargs and wrappers as train does
     assert eval_in_new_process(tmp_path / "r")["returns"] == pgrad.evaluate(agent, episodes=3).returns
 
 
@@ -234,6 +236,21 @@ def test_a_sweep_builds_the_same_env_in_every_trial(tmp_path, monkeypatch):
     assert record["env_spec"]["factory"] == "test_user_env:Reach" and len(record["env_spec"]["wrappers"]) == 3
     for trial in record["trials"]:
         assert json.loads((Path(trial["run_dir"]) / "config.json").read_text())["env_spec"] == record["env_spec"]
+
+
+def test_async_with_a_factory_that_cannot_be_pickled_says_so(monkeypatch):
+    """Where subprocesses start by spawn (macOS, Windows) the factory travels pickled."""
+    import functools
+    import threading
+
+    from pgrad.envs import make_vec_env
+
+    monkeypatch.setattr(gym.vector, "AsyncVectorEnv", functools.partial(gym.vector.AsyncVectorEnv, context="spawn"))
+    lock = threading.Lock()
+    with pytest.raises(
+        ValueError, match="vectorization='async' runs each env in a subprocess and needs a picklable factory"
+    ):
+        make_vec_env(lambda: lock and Reach(), n_envs=2, vectorization="async")
 
 
 class BrokenReset(Reach):

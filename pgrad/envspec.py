@@ -21,8 +21,10 @@ import contextlib
 import copy
 import difflib
 import importlib
+import inspect
 import json
 import re
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,20 +106,24 @@ class EnvSpec:
         if not isinstance(data, dict) or not data.get("recordable", True):
             raise EnvSpecError(f"the recorded env {data.get('name') if isinstance(data, dict) else data!r} "
                                "has no import path (a lambda, a local class or an instance)")  # fmt: skip
-        kwargs = data.get("kwargs") or {}
-        wrappers = tuple(
-            Wrapper(resolve_path(w["path"], allow_imports), dict(w.get("kwargs") or {}))
-            for w in data.get("wrappers", [])
-        )
+        kwargs, wrappers = data.get("kwargs") or {}, data.get("wrappers") or []
+        if not _kwargs_ok(kwargs) or not isinstance(wrappers, list):
+            raise EnvSpecError("the recorded env's kwargs or wrappers are not the kind pgrad records")
+        if not all(isinstance(w, dict) and _kwargs_ok(w.get("kwargs") or {}) for w in wrappers):
+            raise EnvSpecError("the recorded env's wrappers are not the kind pgrad records")
+        wrappers = tuple(Wrapper(recorded_callable(w.get("path"), allow_imports), dict(w.get("kwargs") or {}))
+                         for w in wrappers)  # fmt: skip
         if "factory" in data:
-            return cls(factory=resolve_path(data["factory"], allow_imports), kwargs=dict(kwargs), wrappers=wrappers)
+            return cls(
+                factory=recorded_callable(data["factory"], allow_imports), kwargs=dict(kwargs), wrappers=wrappers
+            )
         env_id = data.get("id")
         if not isinstance(env_id, str):
             raise EnvSpecError(f"the recorded env {data!r} has neither an id nor a factory")
         module = data.get("module")
         if ":" not in env_id and env_id not in gym.registry and isinstance(module, str):
-            if not _DOTTED.match(module):
-                raise EnvSpecError(f"the recorded env module {module!r} is not a plain dotted name")
+            if not _DOTTED.match(module) or _stdlib(module):
+                raise EnvSpecError(f"the recorded env module {module!r} is not a plain dotted name of a user's package")
             if allow_imports:
                 with contextlib.suppress(ImportError):
                     importlib.import_module(module)  # registers the id, as it did in the training process
@@ -259,9 +265,28 @@ def resolve_path(path: str, allow_imports: bool = True) -> Any:
     return obj
 
 
-def _loaded(module_name: str):
-    import sys
+def recorded_callable(path: Any, allow_imports: bool = True) -> Callable:
+    """A factory or wrapper a run directory names: a plain dotted ``module:Name`` outside Python's
+    standard library, and a Python class or function, never a builtin. ``pgrad eval RUN`` calls it,
+    so a crafted run directory cannot name ``os:system`` or ``builtins:exec``; it still runs the
+    code of the packages it names, as evaluating one's own run must (evaluate runs you trust)."""
+    if not isinstance(path, str) or _stdlib(path.split(":", 1)[0]):
+        raise EnvSpecError(f"the recorded import path {path!r} is not a 'module:Name' of a user's package")
+    target = resolve_path(path, allow_imports)
+    if not (inspect.isclass(target) or inspect.isfunction(target)):
+        raise EnvSpecError(f"the recorded {path!r} is not a class or a Python function")
+    return target
 
+
+def _stdlib(module: str) -> bool:
+    return module.split(".", 1)[0] in sys.stdlib_module_names
+
+
+def _kwargs_ok(kwargs: Any) -> bool:
+    return isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs)
+
+
+def _loaded(module_name: str):
     if module_name not in sys.modules:
         raise ImportError("not imported")
     return sys.modules[module_name]

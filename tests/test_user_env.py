@@ -280,15 +280,23 @@ def test_video_of_an_env_without_render_mode_is_one_line(tmp_path):
     assert "takes no render_mode" in result.stderr and not (tmp_path / "v.mp4").exists()
 
 
-@pytest.mark.parametrize("factory", ["os; touch /tmp/x:Reach", "os:system.x.y", "builtins:eval"])
+@pytest.mark.parametrize(
+    "factory",
+    ["os; touch /tmp/x:Reach", "os:system", "subprocess:run", "builtins:eval", "numpy:pi", "test_user_env:ENV"],
+)
 def test_a_recorded_import_path_is_a_plain_dotted_name_of_a_factory(factory, tmp_path):
     pgrad.train("ppo", env=Reach, run_dir=str(tmp_path / "r"), n_steps=128, batch_size=64, **QUICK)
     meta = json.loads((tmp_path / "r" / "agent.json").read_text())
     meta["env_spec"]["factory"] = factory
     (tmp_path / "r" / "agent.json").write_text(json.dumps(meta))
+    meta["env_spec"]["kwargs"] = {"command": f"touch {tmp_path / 'pwned'}", "args": ["touch", str(tmp_path / "pwned")]}
+    (tmp_path / "r" / "agent.json").write_text(json.dumps(meta))
     agent = pgrad.load(tmp_path / "r")  # loading imports nothing
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match="'module:Name'|is not a class or a Python function"
+    ):
         pgrad.evaluate(agent, episodes=1)
+    assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.slow

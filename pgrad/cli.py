@@ -208,10 +208,9 @@ def cmd_eval(argv: list[str]) -> int:
     agent = load(args.run_dir)
     result = evaluate(agent, args.episodes, args.seed, args.env, deterministic=not args.stochastic, video=args.video)
     mode = "stochastic" if args.stochastic else "deterministic"
-    Console().print(
-        escape(f"{agent.algo} on {args.env or agent.env_id}: mean return {result.mean:.2f} ± {result.std:.2f} ")
-        + escape(f"over {args.episodes} {mode} episodes" + (f"; video in {args.video}" if args.video else ""))
-    )
+    video = f"; video in {args.video}" if args.video else ""
+    summary = f"{agent.algo} on {args.env or agent.env_id}: mean return {result.mean:.2f} ± {result.std:.2f} "
+    Console().print(escape(summary + f"over {args.episodes} {mode} episodes{video}"))  # paths are text, not markup
     print(json.dumps(result.to_json()))
     return 0
 

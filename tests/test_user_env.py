@@ -292,9 +292,7 @@ def test_a_recorded_import_path_is_a_plain_dotted_name_of_a_factory(factory, tmp
     meta["env_spec"]["kwargs"] = {"command": f"touch {tmp_path / 'pwned'}", "args": ["touch", str(tmp_path / "pwned")]}
     (tmp_path / "r" / "agent.json").write_text(json.dumps(meta))
     agent = pgrad.load(tmp_path / "r")  # loading imports nothing
-    with pytest.raises(
-        ValueError, match="'module:Name'|is not a class or a Python function"
-    ):
+    with pytest.raises(ValueError, match="'module:Name'|is not a class or a Python function"):
         pgrad.evaluate(agent, episodes=1)
     assert not (tmp_path / "pwned").exists()
 

@@ -6,7 +6,6 @@ takes. ``agent.save(dir)`` / ``pgrad.load(dir)`` round-trip through safetensors 
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from pgrad import checkpoint
+from pgrad.config import flag, in_range, positive, positive_int
 from pgrad.envs import ActionMap, Normalizer
 from pgrad.envspec import EnvSpec
 from pgrad.networks import ActorCritic, CategoricalActor, DeterministicActor, SquashedGaussianActor
@@ -35,10 +35,8 @@ def space_from_json(data: dict[str, Any]) -> gym.Space:
     if not isinstance(data, dict) or data.get("type") not in ("Discrete", "Box"):
         raise ValueError(f"space {str(data)[:60]} is not a Discrete or Box space")
     if data["type"] == "Discrete":
-        n = data.get("n")
-        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-            raise ValueError(f"Discrete space n={n!r} is not an integer >= 1")
-        return gym.spaces.Discrete(n)
+        positive_int("Discrete space n", data.get("n"))
+        return gym.spaces.Discrete(data["n"])
     low, high = np.array(data["low"], np.float32), np.array(data["high"], np.float32)
     if low.shape != high.shape or low.shape != tuple(data["shape"]) or np.isnan(low).any() or np.isnan(high).any():
         raise ValueError("Box space bounds do not have its shape, or hold NaN")
@@ -49,16 +47,11 @@ def space_from_json(data: dict[str, Any]) -> gym.Space:
 
 def check_normalizer(settings: dict[str, Any], stats: dict[str, np.ndarray], obs_shape: tuple[int, ...]) -> None:
     """A saved normaliser's settings and statistics are the kind training writes."""
-    for flag in ("normalize_obs", "normalize_reward"):
-        if not isinstance(settings.get(flag), bool):
-            raise ValueError(f"normalizer {flag}={settings.get(flag)!r} is not true or false")
-    gamma = settings.get("gamma")
-    if not (isinstance(gamma, (int, float)) and 0.0 <= gamma <= 1.0):
-        raise ValueError(f"normalizer gamma={gamma!r} is not a number in [0, 1]")
-    for clip in ("clip_obs", "clip_reward"):
-        value = settings.get(clip)
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
-            raise ValueError(f"normalizer {clip}={value!r} is not a finite number > 0")
+    flag("normalize_obs", settings.get("normalize_obs"))  # checked as the config's fields are
+    flag("normalize_reward", settings.get("normalize_reward"))
+    in_range("gamma", settings.get("gamma"), 0.0, 1.0)
+    positive("clip_obs", settings.get("clip_obs"))
+    positive("clip_reward", settings.get("clip_reward"))
     unknown = set(settings) - {"normalize_obs", "normalize_reward", "gamma", "clip_obs", "clip_reward"}
     if unknown:
         raise ValueError(f"normalizer has unknown settings {sorted(unknown)}")
@@ -112,8 +105,7 @@ class Agent:
 
         Observations are normalised with the statistics frozen at save time (CHECKLIST item 45).
         """
-        if not isinstance(deterministic, (bool, np.bool_)):
-            raise ValueError(f"deterministic={deterministic!r} is invalid: must be True or False")
+        flag("deterministic", deterministic)
         try:
             obs = np.asarray(obs, dtype=np.float32)
         except (TypeError, ValueError):

@@ -77,6 +77,15 @@ def fits_rollout(name: str, value: Any, n_steps: int, n_envs: int) -> None:
     )
 
 
+def flag(name: str, value: Any) -> None:
+    """A real boolean (numpy's too): the string "no" is truthy."""
+    require(name, value, isinstance(value, (bool, np.bool_)), "must be True or False")
+
+
+def valid_seed(name: str, value: Any) -> None:
+    require(name, value, _is_int(value) and 0 <= value < 2**31, "must be an integer in [0, 2^31)")
+
+
 def one_of(name: str, value: Any, choices: tuple) -> None:
     require(name, value, value in choices, f"must be one of {', '.join(map(repr, choices))}")
 
@@ -128,10 +137,10 @@ class RunConfig:
     def validate(self) -> None:
         for f in dataclasses.fields(self):  # flags must be real booleans: "no" is truthy
             if f.type in ("bool", bool):
-                require(f.name, getattr(self, f.name), isinstance(getattr(self, f.name), bool), "must be True or False")
+                flag(f.name, getattr(self, f.name))
         require("env", self.env, isinstance(self.env, str) and bool(self.env), "must be a gymnasium env id")
         positive_int("total_steps", self.total_steps)
-        require("seed", self.seed, _is_int(self.seed) and 0 <= self.seed < 2**31, "must be an integer in [0, 2^31)")
+        valid_seed("seed", self.seed)
         require("n_envs", self.n_envs, _is_int(self.n_envs) and 1 <= self.n_envs <= MAX_N_ENVS,
                 f"must be an integer in [1, {MAX_N_ENVS}]")  # fmt: skip
         one_of("vectorization", self.vectorization, ("sync", "async"))

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pgrad.algos.base import EnvSlice, Episode, EpisodeLoop, EpisodeStats, OnPolicyLoop, check_finite
+from pgrad.algos.base import EnvSlice, Episode, EpisodeLoop, EpisodeStats, OnPolicyLoop, check_finite, no_poll
 from pgrad.config import schedule
 from pgrad.envs import make_vec_env
 from pgrad.envspec import EnvSpec
@@ -265,9 +265,9 @@ class _OnWorkers:
 
     pool: WorkerPool
 
-    def run(self, on_update) -> int:
+    def run(self, on_update, poll=no_poll) -> int:
         try:
-            return super().run(on_update)
+            return super().run(on_update, poll)
         finally:
             self.pool.close()
 
@@ -347,7 +347,7 @@ class AsyncGradientLoop:
     def _weights(self):
         return self.ray.put({k: v.detach().cpu() for k, v in self.algo.policy.state_dict().items()})
 
-    def run(self, on_update) -> int:
+    def run(self, on_update, poll=no_poll) -> int:
         ray, algo, cfg = self.ray, self.algo, self.cfg
         weights = self._weights()
         pending = {w.gradient.remote(weights, self.version): k for k, w in enumerate(self.workers)}
@@ -380,6 +380,7 @@ class AsyncGradientLoop:
                 }
                 check_finite(metrics, self.global_step, list(algo.policy.named_parameters()))
                 on_update(self.global_step, self.stats.add_episodes(res["episodes"]) | metrics)
+                poll(self.global_step)
         finally:
             for w in self.workers:
                 ray.kill(w)

@@ -22,7 +22,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from torch import Tensor
 
-from pgrad.envspec import EnvSpec, EnvSpecError, check_env_id, missing_packages  # noqa: F401  (re-exported)
+from pgrad.envspec import EnvSpec, missing_packages
 
 
 class RunningMeanStd:
@@ -273,7 +273,7 @@ class VecEnv:
                 f"an env instance ({spec.name}) trains with n_envs=1 and vectorization='sync' only; for "
                 f"n_envs={n_envs} pass a factory that makes a new env each call (the class, or a function)"
             )
-        self.spec, self.env_id, self.n_envs, self.seed = spec, spec.name, n_envs, seed
+        self.spec, self.n_envs, self.seed = spec, n_envs, seed
         env_fns = [functools.partial(make_sub_env, spec) for _ in range(n_envs)]
         vector = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
         with missing_packages(spec.name):
@@ -286,10 +286,9 @@ class VecEnv:
                     f"vectorization='async' runs each env in a subprocess and needs a picklable factory; "
                     f"{spec.name} is not ({e}): use vectorization='sync' or an importable factory"
                 ) from None
-        env_id = spec.name
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
-        check_spaces(self.observation_space, self.action_space, env_id)
+        check_spaces(self.observation_space, self.action_space, spec.name)
         self.action_space.seed(seed)
         self.obs_shape = self.observation_space.shape
         self.normalizer = Normalizer(self.obs_shape, normalize_obs, normalize_reward, gamma)

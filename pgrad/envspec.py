@@ -101,7 +101,7 @@ class EnvSpec:
         )
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], allow_imports: bool = True) -> EnvSpec:
+    def from_json(cls, data: dict[str, Any]) -> EnvSpec:
         """Rebuild a recorded spec (importing the modules it names, which must be dotted names)."""
         if not isinstance(data, dict) or not data.get("recordable", True):
             raise EnvSpecError(f"the recorded env {data.get('name') if isinstance(data, dict) else data!r} "
@@ -111,12 +111,10 @@ class EnvSpec:
             raise EnvSpecError("the recorded env's kwargs or wrappers are not the kind pgrad records")
         if not all(isinstance(w, dict) and _kwargs_ok(w.get("kwargs") or {}) for w in wrappers):
             raise EnvSpecError("the recorded env's wrappers are not the kind pgrad records")
-        wrappers = tuple(Wrapper(recorded_callable(w.get("path"), allow_imports), dict(w.get("kwargs") or {}))
+        wrappers = tuple(Wrapper(recorded_callable(w.get("path")), dict(w.get("kwargs") or {}))
                          for w in wrappers)  # fmt: skip
         if "factory" in data:
-            return cls(
-                factory=recorded_callable(data["factory"], allow_imports), kwargs=dict(kwargs), wrappers=wrappers
-            )
+            return cls(factory=recorded_callable(data["factory"]), kwargs=dict(kwargs), wrappers=wrappers)
         env_id = data.get("id")
         if not isinstance(env_id, str):
             raise EnvSpecError(f"the recorded env {data!r} has neither an id nor a factory")
@@ -124,9 +122,8 @@ class EnvSpec:
         if ":" not in env_id and env_id not in gym.registry and isinstance(module, str):
             if not _DOTTED.match(module) or _stdlib(module):
                 raise EnvSpecError(f"the recorded env module {module!r} is not a plain dotted name of a user's package")
-            if allow_imports:
-                with contextlib.suppress(ImportError):
-                    importlib.import_module(module)  # registers the id, as it did in the training process
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)  # registers the id, as it did in the training process
         check_env_id(env_id)  # "module:Id" imports its (dotted) module as gym.make would; a clear error otherwise
         return cls(id=env_id, kwargs=dict(kwargs), wrappers=wrappers)
 
@@ -265,14 +262,14 @@ def resolve_path(path: str, allow_imports: bool = True) -> Any:
     return obj
 
 
-def recorded_callable(path: Any, allow_imports: bool = True) -> Callable:
+def recorded_callable(path: Any) -> Callable:
     """A factory or wrapper a run directory names: a plain dotted ``module:Name`` outside Python's
     standard library, and a Python class or function, never a builtin. ``pgrad eval RUN`` calls it,
     so a crafted run directory cannot name ``os:system`` or ``builtins:exec``; it still runs the
     code of the packages it names, as evaluating one's own run must (evaluate runs you trust)."""
     if not isinstance(path, str) or _stdlib(path.split(":", 1)[0]):
         raise EnvSpecError(f"the recorded import path {path!r} is not a 'module:Name' of a user's package")
-    target = resolve_path(path, allow_imports)
+    target = resolve_path(path)
     if not (inspect.isclass(target) or inspect.isfunction(target)):
         raise EnvSpecError(f"the recorded {path!r} is not a class or a Python function")
     return target

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from pgrad.agent import Agent
+from pgrad.config import flag, plain, positive_int, valid_seed
 from pgrad.envspec import EnvSpec
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never reuse a training seed
@@ -82,16 +83,10 @@ def evaluate(
     Observation statistics are the agent's, frozen. ``video`` writes the frames of all episodes
     to that file (mp4 or gif), streamed to the encoder as they are rendered.
     """
-    if isinstance(episodes, np.integer):
-        episodes = int(episodes)
-    if not (isinstance(episodes, int) and not isinstance(episodes, bool) and episodes >= 1):
-        raise ValueError(f"episodes={episodes!r} is invalid: must be an integer >= 1")
-    if isinstance(seed, np.integer):
-        seed = int(seed)
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**31):
-        raise ValueError(f"seed={seed!r} is invalid: must be an integer in [0, 2^31)")
-    if not isinstance(deterministic, (bool, np.bool_)):
-        raise ValueError(f"deterministic={deterministic!r} is invalid: must be True or False")
+    episodes, seed = plain(episodes), plain(seed)  # numpy integers are valid
+    positive_int("episodes", episodes)
+    valid_seed("seed", seed)
+    flag("deterministic", deterministic)
     spec = EnvSpec.from_user(agent.make_env_spec() if env is None else env, env_kwargs, wrappers)
     env_id = spec.name
     if video:

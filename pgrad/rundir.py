@@ -25,7 +25,8 @@ RUN_FILES = (
     "curve.png",
     "checkpoint.safetensors",
 )
-RUN_PATTERNS = ("events.out.tfevents.*", ".*.tmp")
+EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's
+TEMP_FILES = ".*.tmp"  # atomic_write's temp files (.NAME.RANDOM.tmp)
 
 
 class RunDirBusy(ValueError):
@@ -95,12 +96,11 @@ def open_run_dir(run_dir: Path, overwrite: bool) -> tuple[RunDirLock, bool]:
 
 def remove_run_files(run_dir: Path, everything: bool = True) -> None:
     """Remove what an earlier run wrote (``everything``) or only interrupted writes' temp files."""
-    names = RUN_FILES if everything else ()
-    for name in names:
-        (run_dir / name).unlink(missing_ok=True)
-    for pattern in RUN_PATTERNS if everything else (".*.tmp",):
-        for path in run_dir.glob(pattern):
-            path.unlink(missing_ok=True)
+    paths = list(run_dir.glob(TEMP_FILES))
+    if everything:
+        paths += [run_dir / name for name in RUN_FILES] + list(run_dir.glob(EVENT_FILES))
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def discard_run_dir(run_dir: Path, created: bool) -> None:

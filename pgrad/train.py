@@ -28,8 +28,8 @@ from pgrad.algos import get_algo
 from pgrad.algos.base import EpisodeLoop, NonFiniteError, OffPolicyLoop, OnPolicyLoop
 from pgrad.checkpoint import CHECKPOINT_FILE
 from pgrad.config import RunConfig, from_jsonable, to_jsonable
-from pgrad.envs import action_dim, check_env_id, check_spaces, make_vec_env
-from pgrad.envspec import EnvSpec, EnvSpecError, check_user_env
+from pgrad.envs import action_dim, check_spaces, make_vec_env
+from pgrad.envspec import EnvSpec, EnvSpecError, check_env_id, check_user_env
 from pgrad.evaluation import EvalResult, evaluate
 from pgrad.logging import RunLogger
 from pgrad.rundir import RunDirLock, discard_run_dir, open_run_dir, remove_run_files
@@ -135,6 +135,9 @@ def check_memory(cfg: RunConfig, obs_dim: int, action_dim: int) -> None:
     )
 
 
+PYTHON_RANDOM = random.getstate.__self__  # the random module's own generator (a random.Random)
+
+
 class Interrupted(Exception):
     """SIGINT/SIGTERM stopped the run after writing a checkpoint; the message says how to resume."""
 
@@ -234,7 +237,7 @@ class Trainer:
         np_state = np.random.get_state()
         tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
         meta["rng.numpy"] = [np_state[0], *map(float, np_state[2:])]
-        meta["rng.python"] = [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]
+        capture(PYTHON_RANDOM, "rng.python", tensors, meta)
         meta["global_step"] = global_step
         self.agent.save(self.run_dir)
         checkpoint.save_checkpoint(self.run_dir, tensors, meta)
@@ -265,8 +268,7 @@ class Trainer:
             np.random.set_state(
                 (name, tensors["rng.numpy"].numpy().astype(np.uint32), int(pos), int(has_gauss), cached)
             )
-            version, internal, gauss = meta["rng.python"]
-            random.setstate((version, tuple(internal), gauss))
+            restore(PYTHON_RANDOM, "rng.python", tensors, meta)
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise checkpoint.CheckpointError(
                 f"{self.run_dir}: the checkpoint does not fit this config/pgrad ({type(e).__name__}: {e})"
@@ -304,7 +306,6 @@ class Trainer:
             result = evaluate(self.agent, cfg.eval_episodes or 10, cfg.seed)
             logger.log_eval(global_step, result.mean, result.std)
             c["next_eval"] += cfg.eval_every
-        self.poll(global_step)
 
     def poll(self, global_step: int) -> None:
         """A checkpoint when one is due, and the stop a signal asked for (with one)."""
@@ -335,11 +336,7 @@ class Trainer:
         try:
             with RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step) as logger:
                 try:
-                    on_update = lambda step, metrics: self.on_update(logger, step, metrics)  # noqa: E731
-                    if isinstance(self.loop, OffPolicyLoop):
-                        steps = self.loop.run(on_update, poll=self.poll)
-                    else:
-                        steps = self.loop.run(on_update)
+                    steps = self.loop.run(lambda step, metrics: self.on_update(logger, step, metrics), self.poll)
                 except NonFiniteError as e:
                     where = (
                         f"the last good checkpoint (step {self.checkpoint_step:,}) is in {run_dir}"

@@ -48,7 +48,7 @@ def _train_until_checkpoint(run_dir):
         if trainer.checkpoint_step is not None:
             raise StopAt
 
-    trainer.loop.run(lambda step, metrics: poll(step), poll=poll)
+    trainer.loop.run(lambda step, metrics: None, poll=poll)
 
 
 def tampered(run_dir, tmp_path, change):

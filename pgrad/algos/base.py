@@ -28,6 +28,12 @@ from pgrad.optim import norms
 
 # A finished episode: (step of the rollout it ended at, env index in the run, return, length)
 Episode = tuple[int, int, float, int]
+OnUpdate = Callable[[int, dict[str, float]], None]  # (global_step, metrics) after each update
+Poll = Callable[[int], None]  # (global_step) where a loop may stop: checkpoints, stop requests
+
+
+def no_poll(global_step: int) -> None:
+    """The default ``poll``: nothing to check between steps."""
 
 
 class OnPolicyAlgorithm(Protocol):
@@ -204,7 +210,9 @@ class OnPolicyLoop:
         buf.finish(last_values, final_values)
         return tag_episodes(ended, env)
 
-    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
+    def run(self, on_update: OnUpdate, poll: Poll = no_poll) -> int:
+        """``on_update(global_step, metrics)`` after each update, then ``poll(global_step)``
+        (checkpoints, stop requests: the loop's state is whole there)."""
         while self.update < self.n_updates:
             episode_stats = self.stats.add_episodes(self.collect())
             self.global_step += self.n_steps * self.buf.n_envs
@@ -212,6 +220,7 @@ class OnPolicyLoop:
             self.update += 1
             check_finite(metrics, self.global_step, self.named_params)
             on_update(self.global_step, episode_stats | metrics)
+            poll(self.global_step)
         return self.global_step
 
 
@@ -298,7 +307,8 @@ class EpisodeLoop:
             self.step()
         return self.end()
 
-    def run(self, on_update: Callable[[int, dict[str, float]], None]) -> int:
+    def run(self, on_update: OnUpdate, poll: Poll = no_poll) -> int:
+        """As :meth:`OnPolicyLoop.run`: ``on_update`` and ``poll`` after each update."""
         while self.global_step < self.total_steps:
             episode_stats = self.stats.add_episodes(self.collect())
             self.global_step += self.batch.length * self.batch.n_envs
@@ -306,6 +316,7 @@ class EpisodeLoop:
             metrics = self.algo.update(self.batch, progress_remaining=progress_remaining)
             check_finite(metrics, self.global_step, self.named_params)
             on_update(self.global_step, episode_stats | metrics)
+            poll(self.global_step)
         return self.global_step
 
 
@@ -341,9 +352,9 @@ class OffPolicyLoop:
         self.global_step = self.vector_step = 0
         self.obs: np.ndarray | None = None
 
-    def run(self, on_update: Callable[[int, dict[str, float]], None], poll: Callable[[int], None] | None = None) -> int:
-        """``poll(global_step)`` runs after every vector step without a training round (the
-        warm-up's, say), so that a stop request or a checkpoint never waits for an update."""
+    def run(self, on_update: OnUpdate, poll: Poll = no_poll) -> int:
+        """``on_update`` after each training round, ``poll`` after every vector step (the
+        warm-up's too): a stop request or a checkpoint never waits for an update."""
         algo, env, cfg, buffer = self.algo, self.env, self.cfg, self.buffer
         N, norm = env.n_envs, env.normalizer
         if self.obs is None:
@@ -372,8 +383,7 @@ class OffPolicyLoop:
                     metrics = algo.update(normalized(buffer.sample(cfg.batch_size, self.sample_generator), norm))
                 check_finite(metrics, self.global_step, self.named_params)
                 on_update(self.global_step, self.stats.add(env) | metrics)
-            elif poll is not None:
-                poll(self.global_step)
+            poll(self.global_step)
         return self.global_step
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -312,3 +313,31 @@ def test_ppo_learns_a_users_env_clearly_better_than_random(tmp_path):
         random_returns.append(total)
     # random walking mostly never arrives (≈ −20); the trained policy walks straight to the goal
     assert agent.evaluation.mean > np.mean(random_returns) + 10, (agent.evaluation.mean, np.mean(random_returns))
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        (
+            {"wrappers": [123]},
+            "wrapper 123 is invalid: a callable env -> env, a (callable, kwargs) pair or 'module:Name'",
+        ),
+        ({"env_kwargs": {1: 2}}, "env_kwargs={1: 2} is invalid: a dict with string keys"),
+        ({"check_env": "no"}, "check_env='no' is invalid: must be True or False"),
+        ({"env": Reach(), "env_kwargs": {"size": 2}}, "env_kwargs cannot be applied to an env instance"),
+        ({"env": gym.spaces.Discrete(2)}, "is invalid: a registered gymnasium id"),
+    ],
+)
+def test_api_env_arguments_are_checked(kwargs, fragment, tmp_path):
+    args = {"env": Reach, "run_dir": str(tmp_path / "r"), **QUICK} | kwargs
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        pgrad.train("ppo", **args)
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_with_an_env_that_cannot_be_found_is_one_line(tmp_path):
+    pgrad.train("ppo", env=Reach, run_dir=str(tmp_path / "r"), n_steps=128, batch_size=64, **QUICK)
+    for env, fragment in [("no_such_module:Foo-v0", "cannot import 'no_such_module'"), ("Reach-v9", "unknown env id")]:
+        result = pgrad_cli("eval", str(tmp_path / "r"), "--env", env)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert fragment in result.stderr, result.stderr

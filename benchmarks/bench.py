@@ -246,9 +246,9 @@ def time_the_phases() -> dict[str, float]:
     for loop in (base.OnPolicyLoop, base.OffPolicyLoop):
         run = loop.run
 
-        def run_timing_updates(self, on_update, run=run):
+        def run_timing_updates(self, on_update, poll=base.no_poll, *, run=run):
             self.algo.update = timed("update", self.algo.update)
-            return run(self, on_update)
+            return run(self, on_update, poll)
 
         loop.run = run_timing_updates
     return phases

@@ -49,11 +49,12 @@ def build(name: str):
 def on_policy_update(name: str):
     """One update of the case's algorithm on a full rollout buffer of random transitions."""
     from pgrad.buffers import RolloutBuffer
+    from pgrad.spaces import action_storage
 
     cfg, env, algo = build(name)
     discrete = hasattr(env.action_space, "n")
-    shape = () if discrete else env.action_space.shape
-    buf = RolloutBuffer(cfg.n_steps, cfg.n_envs, env.observation_space.shape, shape, discrete)
+    shape, dtype = action_storage(env.action_space)
+    buf = RolloutBuffer(cfg.n_steps, cfg.n_envs, env.observation_space.shape, shape, dtype)
     g = torch.Generator().manual_seed(0)
     buf.obs.normal_(generator=g)
     if discrete:

@@ -14,38 +14,19 @@ import numpy as np
 import torch
 
 from pgrad import checkpoint
-from pgrad.config import flag, in_range, positive, positive_int
+from pgrad.config import flag, in_range, positive
 from pgrad.envs import ActionMap, Normalizer
 from pgrad.envspec import EnvSpec
 from pgrad.networks import ActorCritic, CategoricalActor, DeterministicActor, SquashedGaussianActor
+from pgrad.spaces import ObsLayout, space_from_json, space_to_json
 
 POLICY_CLASSES: dict[str, type[torch.nn.Module]] = {
     cls.__name__: cls for cls in (ActorCritic, DeterministicActor, SquashedGaussianActor, CategoricalActor)
 }
 
 
-def space_to_json(space: gym.Space) -> dict[str, Any]:
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n)}
-    return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(), "shape": list(space.shape)}
-
-
-def space_from_json(data: dict[str, Any]) -> gym.Space:
-    """The space a saved agent names, checked: a ``ValueError`` says what is wrong."""
-    if not isinstance(data, dict) or data.get("type") not in ("Discrete", "Box"):
-        raise ValueError(f"space {str(data)[:60]} is not a Discrete or Box space")
-    if data["type"] == "Discrete":
-        positive_int("Discrete space n", data.get("n"))
-        return gym.spaces.Discrete(data["n"])
-    low, high = np.array(data["low"], np.float32), np.array(data["high"], np.float32)
-    if low.shape != high.shape or low.shape != tuple(data["shape"]) or np.isnan(low).any() or np.isnan(high).any():
-        raise ValueError("Box space bounds do not have its shape, or hold NaN")
-    if (low > high).any():
-        raise ValueError("Box space has a low bound above its high bound")
-    return gym.spaces.Box(low, high, dtype=np.float32)
-
-
 def check_normalizer(settings: dict[str, Any], stats: dict[str, np.ndarray], obs_shape: tuple[int, ...]) -> None:
+    # obs_shape: what the normaliser sees (ObsLayout.numeric_shape, (0,) where nothing is numeric)
     """A saved normaliser's settings and statistics are the kind training writes."""
     flag("normalize_obs", settings.get("normalize_obs"))  # checked as the config's fields are
     flag("normalize_reward", settings.get("normalize_reward"))
@@ -82,6 +63,7 @@ class Agent:
         self.observation_space, self.action_space = observation_space, action_space
         self.normalizer, self.action_mode = normalizer, action_mode
         self.action_map = ActionMap(action_space, action_mode)
+        self.layout = ObsLayout(observation_space, (config or {}).get("images", "auto"))
         self.config = config or {}
         self.device = next(policy.parameters()).device
         self.env_spec: EnvSpec | None = None  # the live spec of a run in this process (a lambda, say)
@@ -100,25 +82,14 @@ class Agent:
             )
         return EnvSpec.from_json(self.env_record)
 
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray | int:
-        """Env actions for one observation ``[obs_dim]`` or a batch ``[B, obs_dim]``.
+    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray | int:
+        """Env actions for one observation or a batch, as the env gives them (a dict of arrays for a
+        Dict space, uint8 images as they are); one action, or a batch of them.
 
         Observations are normalised with the statistics frozen at save time (CHECKLIST item 45).
         """
         flag("deterministic", deterministic)
-        try:
-            obs = np.asarray(obs, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ValueError(f"observation {str(obs)[:60]!r} is not an array of numbers") from None
-        expected = self.observation_space.shape
-        single = obs.shape == expected
-        if not single and obs.shape[1:] != expected:
-            raise ValueError(
-                f"observation of shape {obs.shape} does not fit the agent's {expected} (or a batch of them)"
-            )
-        if not np.isfinite(obs).all():
-            raise ValueError("observation holds NaN or inf: the policy's action would be meaningless")
-        batch = obs[None] if single else obs
+        batch, single = self.layout.batch_of(obs)
         batch = self.normalizer.obs(batch)
         actions = self.policy.predict(torch.as_tensor(batch, device=self.device), deterministic).cpu().numpy()
         actions = self.action_map(actions)
@@ -169,9 +140,11 @@ class Agent:
             policy = policy_class.from_spec(meta["policy_spec"])
             policy.load_state_dict(weights)
             obs_space = space_from_json(meta["observation_space"])
+            images = (meta.get("config") or {}).get("images", "auto")
+            layout = ObsLayout(obs_space, images)
             stats = {k[11:]: v.numpy() for k, v in tensors.items() if k.startswith("normalizer.")}
-            check_normalizer(meta["normalizer"], stats, obs_space.shape)
-            normalizer = Normalizer(obs_space.shape, **meta["normalizer"], training=False)
+            check_normalizer(meta["normalizer"], stats, layout.numeric_shape or (0,))
+            normalizer = Normalizer(layout.numeric_shape or (0,), **meta["normalizer"], training=False, layout=layout)
             normalizer.load_state_dict(stats)
             agent = cls(
                 meta["algo"],

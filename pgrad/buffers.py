@@ -27,8 +27,9 @@ class RolloutBuffer:
         n_envs: int,
         obs_shape: tuple[int, ...],
         action_shape: tuple[int, ...],
-        discrete: bool,
+        action_dtype: torch.dtype,
         device: torch.device | str = "cpu",
+        obs_dtype: torch.dtype = torch.float32,
     ):
         self.n_steps, self.n_envs, self.device = n_steps, n_envs, torch.device(device)
         T, N = n_steps, n_envs
@@ -36,8 +37,8 @@ class RolloutBuffer:
         def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.zeros(shape, dtype=dtype, device=self.device)
 
-        self.obs = zeros(T, N, *obs_shape)
-        self.actions = zeros(T, N, *action_shape, dtype=torch.int64 if discrete else torch.float32)
+        self.obs = zeros(T, N, *obs_shape, dtype=obs_dtype)
+        self.actions = zeros(T, N, *action_shape, dtype=action_dtype)
         self.log_probs = zeros(T, N)
         self.values = zeros(T, N)
         self.rewards = zeros(T, N)
@@ -118,14 +119,15 @@ class EpisodeBuffer:
         n_envs: int,
         obs_shape: tuple[int, ...],
         action_shape: tuple[int, ...],
-        discrete: bool,
+        action_dtype: torch.dtype,
         device: torch.device | str = "cpu",
         capacity: int = 1024,
+        obs_dtype: torch.dtype = torch.float32,
     ):
         self.n_envs, self.device, self.length = n_envs, torch.device(device), 0
         self._specs = {
-            "obs": ((*obs_shape,), torch.float32),
-            "actions": ((*action_shape,), torch.int64 if discrete else torch.float32),
+            "obs": ((*obs_shape,), obs_dtype),
+            "actions": ((*action_shape,), action_dtype),
             "rewards": ((), torch.float32),
             "dones": ((), torch.bool),
             "valid": ((), torch.bool),
@@ -178,15 +180,14 @@ class ReplayBuffer:
         capacity: int,
         obs_shape: tuple[int, ...],
         action_shape: tuple[int, ...],
-        discrete: bool,
+        action_dtype: torch.dtype,
         device: torch.device | str = "cpu",
+        obs_dtype: torch.dtype = torch.float32,
     ):
         self.capacity, self.device = capacity, torch.device(device)
-        self.obs = torch.zeros((capacity, *obs_shape), device=self.device)
-        self.next_obs = torch.zeros((capacity, *obs_shape), device=self.device)
-        self.actions = torch.zeros(
-            (capacity, *action_shape), dtype=torch.int64 if discrete else torch.float32, device=self.device
-        )
+        self.obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=self.device)
+        self.next_obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=self.device)
+        self.actions = torch.zeros((capacity, *action_shape), dtype=action_dtype, device=self.device)
         self.rewards = torch.zeros(capacity, device=self.device)
         self.terminated = torch.zeros(capacity, device=self.device)
         self.position, self.size = 0, 0

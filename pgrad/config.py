@@ -128,6 +128,14 @@ class RunConfig:
     """Write TensorBoard event files."""
     progress_bar: bool = True
     """Show a progress bar while training."""
+    images: Literal["auto", "channels-first", "channels-last", "off"] = "auto"
+    """Which 3-dim Box observations are images for a CNN: auto (uint8 in [0, 255], as SB3 detects them),
+    channels-first/-last (every 3-dim Box, that channel order), off (none: flattened)."""
+    frame_stack: int = 1
+    """Observe the last N observations stacked (gymnasium's FrameStackObservation; 1: off)."""
+    preprocess: Literal["none", "atari"] = "none"
+    """atari: gymnasium's AtariPreprocessing as RL Zoo applies it (no-op reset, frame skip 4, 84×84 gray,
+    terminal on life loss)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -153,6 +161,10 @@ class RunConfig:
         non_negative_int("eval_every", self.eval_every)
         non_negative_int("checkpoint_every", self.checkpoint_every)
         positive_int("log_interval", self.log_interval)
+        one_of("images", self.images, ("auto", "channels-first", "channels-last", "off"))
+        require("frame_stack", self.frame_stack, _is_int(self.frame_stack) and 1 <= self.frame_stack <= 64,
+                "must be an integer in [1, 64]")  # fmt: skip
+        one_of("preprocess", self.preprocess, ("none", "atari"))
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)

@@ -114,6 +114,7 @@ class RolloutWorker:
             cfg.vectorization,
             gamma=cfg.gamma,
             action_mode=action_mode,
+            images=cfg.images,
         )  # fmt: skip  (sub-env i of the run is seeded seed + i; the spec travels pickled by Ray)
         entry = get_algo(algo)
         self.algo = entry.algo_class(cfg, env.observation_space, env.action_space, cpu)

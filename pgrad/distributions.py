@@ -148,6 +148,91 @@ class Categorical:
         return (self.probs * (self.logits - other.logits)).sum(-1)
 
 
+class MultiCategorical:
+    """Independent categoricals over a MultiDiscrete space's ``K`` indices, of ``nvec[k]`` values each,
+    from concatenated logits ``[B, Σ nvec]``; actions are int64 ``[B, K]``. As the factors are
+    independent, log-probabilities, entropies and KL divergences are the sums of the factors'
+    (``log π(a|s) = Σ_k log π_k(a_k|s)``)."""
+
+    def __init__(self, logits: Tensor, nvec: list[int] | tuple[int, ...]):
+        self.nvec = list(nvec)
+        self.logits = torch.cat([torch.log_softmax(x, dim=-1) for x in logits.split(self.nvec, dim=-1)], dim=-1)
+
+    def _split(self, x: Tensor) -> tuple[Tensor, ...]:
+        return x.split(self.nvec, dim=-1)
+
+    @property
+    def probs(self) -> Tensor:
+        return self.logits.exp()
+
+    def sample(self, generator: torch.Generator | EnvGenerators | None = None) -> Tensor:
+        # Gumbel-max per factor, the noise of all factors drawn at once (one stream per env)
+        noisy = self.logits + _noise("gumbel", self.logits, generator)
+        return torch.stack([x.argmax(dim=-1) for x in self._split(noisy)], dim=-1)
+
+    def mode(self) -> Tensor:
+        return torch.stack([x.argmax(dim=-1) for x in self._split(self.logits)], dim=-1)
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        offsets = actions.new_tensor([0, *self.nvec[:-1]]).cumsum(0)  # where factor k starts in the logits
+        return self.logits.gather(-1, actions.long() + offsets).sum(-1)
+
+    def entropy(self) -> Tensor:
+        # H = Σ_k H_k = −Σ_k Σ_a π_k(a|s) log π_k(a|s): one sum over every factor's values
+        return -(self.probs * self.logits).sum(-1)
+
+    def _normalised(self, log_probs: Tensor) -> MultiCategorical:
+        dist = MultiCategorical.__new__(MultiCategorical)
+        dist.nvec, dist.logits = self.nvec, log_probs
+        return dist
+
+    def __getitem__(self, index) -> MultiCategorical:
+        return self._normalised(self.logits[index])
+
+    def detach(self) -> MultiCategorical:
+        return self._normalised(self.logits.detach().clone())
+
+    def kl(self, other: MultiCategorical) -> Tensor:
+        # KL(p‖q) = Σ_k Σ_a p_k(a) (log p_k(a) − log q_k(a))
+        return (self.probs * (self.logits - other.logits)).sum(-1)
+
+
+class Bernoulli:
+    """Independent Bernoullis over a MultiBinary space's ``D`` bits, from logits ``[B, D]``
+    (``P(a_i = 1|s) = σ(l_i)``); actions are float ``[B, D]`` of 0s and 1s."""
+
+    def __init__(self, logits: Tensor):
+        self.logits = logits
+        self.log_p1, self.log_p0 = F.logsigmoid(logits), F.logsigmoid(-logits)  # log σ(l), log(1 − σ(l))
+
+    def sample(self, generator: torch.Generator | EnvGenerators | None = None) -> Tensor:
+        # a_i = 1 where U_i < σ(l_i), U_i ~ U(0, 1)
+        return (_noise("uniform", self.logits, generator) < torch.sigmoid(self.logits)).to(self.logits.dtype)
+
+    def mode(self) -> Tensor:
+        return (self.logits > 0).to(self.logits.dtype)
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        # log π(a|s) = Σ_i [ a_i log σ(l_i) + (1 − a_i) log(1 − σ(l_i)) ]
+        return (actions * self.log_p1 + (1.0 - actions) * self.log_p0).sum(-1)
+
+    def entropy(self) -> Tensor:
+        # H = −Σ_i [ p_i log p_i + (1 − p_i) log(1 − p_i) ]
+        p1 = self.log_p1.exp()
+        return -(p1 * self.log_p1 + (1.0 - p1) * self.log_p0).sum(-1)
+
+    def __getitem__(self, index) -> Bernoulli:
+        return Bernoulli(self.logits[index])
+
+    def detach(self) -> Bernoulli:
+        return Bernoulli(self.logits.detach().clone())
+
+    def kl(self, other: Bernoulli) -> Tensor:
+        # KL(p‖q) = Σ_i [ p_i (log p_i − log q_i) + (1 − p_i)(log(1 − p_i) − log(1 − q_i)) ]
+        p1 = self.log_p1.exp()
+        return (p1 * (self.log_p1 - other.log_p1) + (1.0 - p1) * (self.log_p0 - other.log_p0)).sum(-1)
+
+
 class DiagGaussian:
     """Gaussian with diagonal covariance: mean ``[B, D]``, log-std ``[B, D]`` or ``[D]``.
 
@@ -231,4 +316,4 @@ class TanhGaussian:
         return self.normal.log_prob(u) - self._log_det_jacobian(u)
 
 
-Distribution = Categorical | DiagGaussian | TanhGaussian
+Distribution = Categorical | MultiCategorical | Bernoulli | DiagGaussian | TanhGaussian

@@ -23,6 +23,7 @@ from gymnasium.vector import AutoresetMode
 from torch import Tensor
 
 from pgrad.envspec import EnvSpec, missing_packages
+from pgrad.spaces import ObsLayout, action_kind, describe
 
 
 class RunningMeanStd:
@@ -52,7 +53,9 @@ class RunningMeanStd:
 @dataclass
 class Normalizer:
     """Observation normalisation ``clip((o − μ) / σ, ±clip)`` and reward scaling by the std of the
-    discounted return (not mean-subtracted), as SB3's VecNormalize."""
+    discounted return (not mean-subtracted), as SB3's VecNormalize. With a packed ``layout`` (a
+    Dict or Tuple observation) only its Box leaves are normalised, never images or indices:
+    ``obs_shape`` is then the width of those leaves together."""
 
     obs_shape: tuple[int, ...]
     normalize_obs: bool = False
@@ -62,6 +65,7 @@ class Normalizer:
     clip_reward: float = 10.0
     epsilon: float = 1e-8
     training: bool = True
+    layout: ObsLayout | None = None
     obs_rms: RunningMeanStd = field(init=False)
     return_rms: RunningMeanStd = field(init=False)
 
@@ -74,15 +78,25 @@ class Normalizer:
     def active(self) -> bool:
         return self.normalize_obs or self.normalize_reward
 
+    @property
+    def packed(self) -> bool:
+        return self.layout is not None and self.layout.packed
+
     def update_obs(self, obs: np.ndarray) -> None:
         if self.normalize_obs and self.training:
-            self.obs_rms.update(obs)
+            self.obs_rms.update(self.layout.get_numeric(obs) if self.packed else obs)
 
     def obs(self, obs: np.ndarray) -> np.ndarray:
         if not self.normalize_obs:
             return obs
-        normed = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
-        return np.clip(normed, -self.clip_obs, self.clip_obs).astype(np.float32)
+        numeric = self.layout.get_numeric(obs) if self.packed else obs
+        normed = (numeric - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
+        normed = np.clip(normed, -self.clip_obs, self.clip_obs).astype(np.float32)
+        if not self.packed:
+            return normed
+        out = obs.copy()
+        self.layout.set_numeric(out, normed)
+        return out
 
     def observe_rewards(self, rewards: np.ndarray, dones: np.ndarray) -> None:
         """Update the statistics of the discounted return R ← γR + r (reset at episode ends)."""
@@ -109,7 +123,13 @@ class Normalizer:
             return obs
         mean = torch.as_tensor(self.obs_rms.mean, device=obs.device)
         std = torch.as_tensor(np.sqrt(self.obs_rms.var + self.epsilon), device=obs.device)
-        return ((obs.double() - mean) / std).clamp(-self.clip_obs, self.clip_obs).float()
+        numeric = self.layout.get_numeric(obs) if self.packed else obs
+        normed = ((numeric.double() - mean) / std).clamp(-self.clip_obs, self.clip_obs).float()
+        if not self.packed:
+            return normed
+        out = obs.clone()
+        self.layout.set_numeric(out, normed)
+        return out
 
     def rewards_tensor(self, rewards: Tensor) -> Tensor:
         """:meth:`scale_rewards` for a batch already in a tensor."""
@@ -128,37 +148,16 @@ class Normalizer:
         self.return_rms.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("return_rms.")})
 
 
-def check_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: str) -> None:
-    """pgrad's policies take 1-D Box observations, and Discrete (from 0) or 1-D Box actions: any
-    other space is refused here, before training, with what is allowed."""
-    flatten = "wrap the env in gymnasium.wrappers.FlattenObservation"
-    if not isinstance(observation_space, spaces.Box):
-        raise ValueError(
-            f"{env_id}: observation space {observation_space} is not supported yet; pgrad takes 1-D Box "
-            f"observations ({flatten} for Dict/Tuple/Discrete ones)"
-        )
-    if len(observation_space.shape) != 1:
-        raise ValueError(
-            f"{env_id}: observation space {observation_space} of shape {observation_space.shape} is not supported "
-            f"yet; pgrad takes 1-D Box observations ({flatten}; images need a CNN, which pgrad does not have yet)"
-        )
-    if isinstance(action_space, spaces.Discrete):
-        if int(action_space.start) != 0:
-            raise ValueError(
-                f"{env_id}: action space {action_space} starts at {int(action_space.start)}; pgrad takes "
-                "Discrete(n) actions 0..n-1 (not yet start != 0)"
-            )
-        return
-    if not isinstance(action_space, spaces.Box):
-        raise ValueError(
-            f"{env_id}: action space {action_space} is not supported yet; pgrad takes Discrete or 1-D Box."
-        )
-    if len(action_space.shape) != 1:
-        raise ValueError(
-            f"{env_id}: action space {action_space} of shape {action_space.shape} is not supported yet; "
-            "pgrad takes 1-D Box actions (gymnasium.wrappers.ReshapeAction maps a flat action to yours)"
-        )
-    if not np.all(np.isfinite([action_space.low, action_space.high])):
+def check_spaces(observation_space: gym.Space, action_space: gym.Space, env_id: str, images: str = "auto") -> None:
+    """pgrad takes Box, Discrete, MultiDiscrete, MultiBinary observations and Dict/Tuple of them,
+    and Discrete, MultiDiscrete, MultiBinary and Box actions (which algorithm takes which action
+    space, each one checks): any other space is refused here, before training, with what is allowed."""
+    try:
+        ObsLayout(observation_space, images)
+        action_kind(action_space)
+    except ValueError as e:
+        raise ValueError(f"{env_id}: {e}") from None
+    if isinstance(action_space, spaces.Box) and not np.all(np.isfinite([action_space.low, action_space.high])):
         raise ValueError(f"{env_id}: Box action space {action_space} has infinite bounds.")
 
 
@@ -167,36 +166,47 @@ def require_box(algo: str, action_space: gym.Space) -> int:
     if not isinstance(action_space, spaces.Box):
         raise ValueError(
             f"{algo} needs a continuous (Box) action space, got {action_space}; "
-            "for discrete actions use sac-discrete (or ppo, a2c, trpo)"
+            "for Discrete actions use sac-discrete (or ppo, a2c, trpo, npg, reinforce), and for MultiDiscrete "
+            "and MultiBinary ones ppo, a2c, trpo, npg or reinforce"
         )
     return int(np.prod(action_space.shape))
 
 
-def action_dim(action_space: gym.Space) -> int:
-    return int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(np.prod(action_space.shape))
-
-
 class ActionMap:
-    """Policy actions → env actions. ``"clip"``: clip a Gaussian sample to the Box bounds (the
-    unclipped sample is what is stored, item 19). ``"rescale"``: map (−1, 1) onto [low, high]."""
+    """Policy actions (a batch) → env actions. Indices get the space's ``start`` added; Box actions
+    are ``"clip"``: a Gaussian sample clipped to the bounds (the unclipped sample is what is stored,
+    item 19), or ``"rescale"``: (−1, 1) mapped onto [low, high]; MultiBinary, MultiDiscrete and Box
+    actions take the space's shape (the policy's are flat) and dtype."""
+
+    not_state = ("dtype",)  # the space's, rebuilt with it
 
     def __init__(self, action_space: gym.Space, mode: str = "clip"):
         if mode not in ("clip", "rescale"):
             raise ValueError(f"action mode must be 'clip' or 'rescale', got {mode!r}")
-        self.discrete = isinstance(action_space, spaces.Discrete)
-        self.mode = mode
-        if not self.discrete:
-            self.low = action_space.low.astype(np.float32)
-            self.high = action_space.high.astype(np.float32)
+        self.kind, self.mode, self.shape = action_kind(action_space), mode, action_space.shape
+        self.discrete = self.kind == "discrete"
+        self.start = None
+        if self.kind in ("discrete", "multi_discrete") and np.any(action_space.start != 0):
+            self.start = np.asarray(action_space.start).reshape(-1)
+        self.dtype = action_space.dtype
+        if self.kind == "box":
+            self.low = action_space.low.astype(np.float32).reshape(-1)
+            self.high = action_space.high.astype(np.float32).reshape(-1)
             self.scale = (self.high - self.low) / 2.0
             self.bias = (self.high + self.low) / 2.0
 
     def __call__(self, actions: np.ndarray) -> np.ndarray:
+        if self.kind == "box":
+            if self.mode == "clip":
+                actions = np.clip(actions, self.low, self.high)
+            else:
+                actions = self.bias + self.scale * np.clip(actions, -1.0, 1.0)
+            return actions if len(self.shape) == 1 else actions.reshape(-1, *self.shape)
+        if self.start is not None:
+            actions = actions + self.start
         if self.discrete:
             return actions
-        if self.mode == "clip":
-            return np.clip(actions, self.low, self.high)
-        return self.bias + self.scale * np.clip(actions, -1.0, 1.0)
+        return actions.astype(self.dtype).reshape(-1, *self.shape)
 
 
 SIM_TYPES = (np.ndarray, np.random.Generator, np.generic, bool, int, float, type(None))
@@ -262,6 +272,7 @@ class VecEnv:
         gamma: float = 0.99,
         action_mode: str = "clip",
         env_kwargs: dict | None = None,
+        images: str = "auto",
     ):
         spec = env if isinstance(env, EnvSpec) and not env_kwargs else EnvSpec.from_user(env, env_kwargs)
         if vectorization not in ("sync", "async"):
@@ -288,10 +299,17 @@ class VecEnv:
                 ) from None
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
-        check_spaces(self.observation_space, self.action_space, spec.name)
+        check_spaces(self.observation_space, self.action_space, spec.name, images)
         self.action_space.seed(seed)
-        self.obs_shape = self.observation_space.shape
-        self.normalizer = Normalizer(self.obs_shape, normalize_obs, normalize_reward, gamma)
+        self.layout = ObsLayout(self.observation_space, images)
+        self.obs_shape, self.obs_dtype = self.layout.shape, self.layout.torch_dtype  # one stored observation
+        numeric = self.layout.numeric_shape
+        if normalize_obs and numeric is None:
+            raise ValueError(
+                f"normalize_obs=True is invalid for {spec.name}: its observations {describe(self.observation_space)} "
+                "have no Box part that is not an image (images are scaled by 1/255, indices one-hot)"
+            )
+        self.normalizer = Normalizer(numeric or (0,), normalize_obs, normalize_reward, gamma, layout=self.layout)
         self.action_map = ActionMap(self.action_space, action_mode)
         self._ep_return = np.zeros(n_envs, np.float64)
         self._ep_length = np.zeros(n_envs, np.int64)
@@ -305,7 +323,7 @@ class VecEnv:
         obs, _ = self.envs.reset(seed=self.seed if seed == "initial" else seed)
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
-        obs = obs.astype(np.float32, copy=False)
+        obs = self.layout.store(obs, self.n_envs)
         self.normalizer.update_obs(obs)
         return obs if raw else self.normalizer.obs(obs)
 
@@ -313,13 +331,13 @@ class VecEnv:
         """``raw``: observations and rewards as the env gives them, while the normalisation
         statistics are updated as usual (a replay buffer normalises them when sampling)."""
         obs, rewards, terminated, truncated, infos = self.envs.step(self.action_map(actions))
-        obs = obs.astype(np.float32, copy=False)
+        obs = self.layout.store(obs, self.n_envs)
         dones = terminated | truncated
         next_obs = obs
         if dones.any():
             next_obs = obs.copy()
             ended = infos["_final_obs"]
-            next_obs[ended] = np.stack(infos["final_obs"][ended]).astype(np.float32, copy=False)
+            next_obs[ended] = np.stack([self.layout.store_one(o) for o in infos["final_obs"][ended]])
         self._ep_return += rewards
         self._ep_length += 1
         if dones.any():
@@ -404,6 +422,9 @@ def make_vec_env(
     gamma: float = 0.99,
     action_mode: str = "clip",
     env_kwargs: dict | None = None,
+    images: str = "auto",
 ) -> VecEnv:
     """Build a :class:`VecEnv`; normalisation is off unless asked for."""
-    return VecEnv(env_id, n_envs, seed, vectorization, normalize_obs, normalize_reward, gamma, action_mode, env_kwargs)
+    return VecEnv(
+        env_id, n_envs, seed, vectorization, normalize_obs, normalize_reward, gamma, action_mode, env_kwargs, images
+    )

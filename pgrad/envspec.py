@@ -173,6 +173,7 @@ class EnvSpec:
         extra = {"render_mode": render_mode} if render_mode is not None else {}
         with missing_packages(self.name):
             if self.id is not None:
+                ensure_registered(self.id)  # in an async env's subprocess too
                 try:
                     env = gym.make(self.id, **self.kwargs, **extra)
                 except (gym.error.Error, TypeError) as e:
@@ -359,11 +360,36 @@ def check_env_id(env_id: str) -> None:
         if bare not in gym.registry:
             raise ValueError(f"env={env_id!r}: importing {module!r} registered no env {bare!r}")
         return
-    if env_id in gym.registry:
+    if env_id in gym.registry or ensure_registered(env_id):
         return
     close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else " `pgrad list` shows the tested ones."
     raise ValueError(f"unknown env id {env_id!r}.{hint}")
+
+
+def is_atari(env_id: str) -> bool:
+    """An Arcade Learning Environment id: ``ALE/Breakout-v5`` or the ``BreakoutNoFrameskip-v4`` style."""
+    return env_id.startswith("ALE/") or "NoFrameskip" in env_id
+
+
+def ensure_registered(env_id: str) -> bool:
+    """Register the Atari ids by importing ``ale_py`` (the optional ``pgrad[atari]`` extra) when
+    ``env_id`` is one of them; whether ``env_id`` is registered now. A ``ValueError`` says what
+    to install when ``ale_py`` is missing."""
+    if env_id in gym.registry:
+        return True
+    if not is_atari(env_id):
+        return False
+    try:
+        import ale_py
+
+        gym.register_envs(ale_py)
+    except ImportError:
+        raise ValueError(
+            f"env {env_id!r} is an Atari game: install the Arcade Learning Environment with pip install "
+            "'pgrad[atari]' (or pip install ale-py)"
+        ) from None
+    return env_id in gym.registry
 
 
 @contextlib.contextmanager

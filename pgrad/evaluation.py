@@ -14,6 +14,7 @@ import numpy as np
 from pgrad.agent import Agent
 from pgrad.config import flag, plain, positive_int, valid_seed
 from pgrad.envspec import EnvSpec
+from pgrad.spaces import describe, signature
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never reuse a training seed
 
@@ -49,20 +50,13 @@ def check_video_path(video: str) -> None:
 def check_fits(agent: Agent, env: gym.Env, env_id: str) -> None:
     """The agent's observation and action spaces are the env's (an agent of CartPole cannot act on Pendulum)."""
     obs_space, action_space = env.observation_space, env.action_space
-    same_obs = isinstance(obs_space, gym.spaces.Box) and obs_space.shape == agent.observation_space.shape
-    if isinstance(agent.action_space, gym.spaces.Discrete):
-        same_action = isinstance(action_space, gym.spaces.Discrete) and action_space.n == agent.action_space.n
-    else:
-        same_action = isinstance(action_space, gym.spaces.Box) and action_space.shape == agent.action_space.shape
+    same_obs = signature(obs_space) == signature(agent.observation_space)
+    same_action = signature(action_space) == signature(agent.action_space)
     if not (same_obs and same_action):
         raise ValueError(
-            f"env {env_id!r} has observations {_short(obs_space)} and actions {_short(action_space)}; the agent "
-            f"of {agent.env_id!r} takes {_short(agent.observation_space)} and gives {_short(agent.action_space)}"
+            f"env {env_id!r} has observations {describe(obs_space)} and actions {describe(action_space)}; the agent "
+            f"of {agent.env_id!r} takes {describe(agent.observation_space)} and gives {describe(agent.action_space)}"
         )
-
-
-def _short(space: gym.Space) -> str:
-    return f"Box{space.shape}" if isinstance(space, gym.spaces.Box) else str(space)
 
 
 def evaluate(

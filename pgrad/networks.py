@@ -10,11 +10,15 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from pgrad.buffers import minibatches
-from pgrad.distributions import Categorical, DiagGaussian, TanhGaussian
+from pgrad.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical, TanhGaussian
+from pgrad.encoders import ObsEncoder, needs_encoder
+from pgrad.spaces import ObsLayout, action_head, space_from_json, space_to_json
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -80,13 +84,32 @@ def _init(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
+def observation_spec(layout: ObsLayout) -> dict | None:
+    """What a network's ``spec`` records of its observations: None for a plain vector (no encoder)."""
+    return {"space": space_to_json(layout.space), "images": layout.images} if needs_encoder(layout) else None
+
+
+def encoder_from_spec(observation: dict | None) -> ObsEncoder | None:
+    if observation is None:
+        return None
+    return ObsEncoder(ObsLayout(space_from_json(observation["space"]), observation["images"]))
+
+
+AnyDistribution = Categorical | MultiCategorical | Bernoulli | DiagGaussian
+
+
 class ActorCritic(nn.Module):
-    """Policy π(a|s) and value V(s) for a Discrete or Box action space.
+    """Policy π(a|s) and value V(s) for a Discrete, MultiDiscrete, MultiBinary or Box action space.
 
     ``shared=True`` puts both heads on one torso; the default keeps separate networks, which
     does better on simple tasks (CHECKLIST item 18). For Box actions the Gaussian's log-std is a
     state-independent parameter initialised to ``log_std_init`` (item 19), or, with
-    ``state_dependent_std``, a second head of the policy network.
+    ``state_dependent_std``, a second head of the policy network. ``nvec`` makes the head a
+    :class:`MultiCategorical`, ``binary`` a :class:`Bernoulli`.
+
+    Observations other than a plain vector (``observation``: the space's JSON and the ``images``
+    setting) go through one :class:`~pgrad.encoders.ObsEncoder` that both π and V read, as Atari
+    PPO shares its CNN; its parameters count as the policy's, as a shared torso's do.
     """
 
     def __init__(
@@ -100,8 +123,14 @@ class ActorCritic(nn.Module):
         log_std_init: float = 0.0,
         state_dependent_std: bool = False,
         ortho_init: bool = True,
+        nvec: list[int] | None = None,
+        binary: bool = False,
+        observation: dict | None = None,
     ):
         super().__init__()
+        encoder = encoder_from_spec(observation)
+        if encoder is not None:
+            self.encoder, obs_dim = encoder, encoder.out_dim
         self.spec = dict(
             obs_dim=obs_dim,
             action_dim=action_dim,
@@ -113,8 +142,10 @@ class ActorCritic(nn.Module):
             state_dependent_std=state_dependent_std,
             ortho_init=ortho_init,
         )
-        self.discrete, self.shared = discrete, shared
-        self.state_dependent_std = state_dependent_std and not discrete
+        self.spec |= {k: v for k, v in (("nvec", nvec), ("binary", binary), ("observation", observation)) if v}
+        self.discrete, self.shared = discrete or bool(nvec) or binary, shared
+        self.nvec, self.binary = nvec, binary
+        self.state_dependent_std = state_dependent_std and not self.discrete
         head_out = action_dim * (2 if self.state_dependent_std else 1)
         last = hidden_sizes[-1] if hidden_sizes else obs_dim
         if shared:
@@ -124,12 +155,13 @@ class ActorCritic(nn.Module):
         else:
             self.policy_net = mlp(obs_dim, hidden_sizes, head_out, activation, out_gain=0.01)
             self.value_net = mlp(obs_dim, hidden_sizes, 1, activation, out_gain=1.0)
-        if not discrete and not self.state_dependent_std:
+        if not self.discrete and not self.state_dependent_std:
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
         if not ortho_init:
             for module in self.modules():
                 if isinstance(module, nn.Linear):
                     module.reset_parameters()
+
         if self.state_dependent_std:
             head = self.policy_head if shared else self.policy_net[-1]
             with torch.no_grad():
@@ -139,8 +171,13 @@ class ActorCritic(nn.Module):
     def from_spec(cls, spec: dict) -> ActorCritic:
         return cls(**spec)
 
+    def encode(self, obs: Tensor) -> Tensor:
+        """The features both π and V read: the observation itself when it is a plain vector."""
+        encoder = self._modules.get("encoder")
+        return obs if encoder is None else encoder(obs)
+
     def policy_parameters(self) -> list[nn.Parameter]:
-        """Parameters of π alone (a shared torso counts as the policy's)."""
+        """Parameters of π alone (a shared torso or encoder counts as the policy's)."""
         value_ids = {id(p) for p in (self.value_head if self.shared else self.value_net).parameters()}
         return [p for p in self.parameters() if id(p) not in value_ids]
 
@@ -148,13 +185,18 @@ class ActorCritic(nn.Module):
         return list((self.value_head if self.shared else self.value_net).parameters())
 
     def _policy_out(self, obs: Tensor) -> Tensor:
-        return self.policy_head(self.torso(obs)) if self.shared else self.policy_net(obs)
+        x = self.encode(obs)
+        return self.policy_head(self.torso(x)) if self.shared else self.policy_net(x)
 
-    def distribution(self, obs: Tensor) -> Categorical | DiagGaussian:
+    def distribution(self, obs: Tensor) -> AnyDistribution:
         """π(·|s) for a batch of observations ``[B, obs_dim]``."""
         return self._head_to_distribution(self._policy_out(obs))
 
-    def _head_to_distribution(self, out: Tensor) -> Categorical | DiagGaussian:
+    def _head_to_distribution(self, out: Tensor) -> AnyDistribution:
+        if self.nvec:
+            return MultiCategorical(out, self.nvec)
+        if self.binary:
+            return Bernoulli(out)
         if self.discrete:
             return Categorical(out)
         if self.state_dependent_std:
@@ -164,16 +206,18 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: Tensor) -> Tensor:
         """V(s) ``[B]``."""
+        x = self.encode(obs)
         if self.shared:
-            return self.value_head(self.torso(obs)).squeeze(-1)
-        return self.value_net(obs).squeeze(-1)
+            return self.value_head(self.torso(x)).squeeze(-1)
+        return self.value_net(x).squeeze(-1)
 
-    def forward(self, obs: Tensor) -> tuple[Categorical | DiagGaussian, Tensor]:
-        """``(π(·|s), V(s))`` in one pass (the torso is run once when shared)."""
+    def forward(self, obs: Tensor) -> tuple[AnyDistribution, Tensor]:
+        """``(π(·|s), V(s))`` in one pass (the encoder and a shared torso run once)."""
+        x = self.encode(obs)
         if self.shared:
-            features = self.torso(obs)
+            features = self.torso(x)
             return self._head_to_distribution(self.policy_head(features)), self.value_head(features).squeeze(-1)
-        return self.distribution(obs), self.value(obs)
+        return self._head_to_distribution(self.policy_net(x)), self.value_net(x).squeeze(-1)
 
     def act(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Sample ``a ~ π(·|s)``: ``(actions, log π(a|s), V(s))`` for a batch ``[N, obs_dim]``."""
@@ -191,9 +235,10 @@ class ActorCritic(nn.Module):
         """``(π_θ, V_θ)`` in the form that is cheapest on the small batches of acting, for the
         current θ: a :class:`FusedActorCritic` for separate networks up to ``FusedActorCritic.MAX_WIDTH``
         wide, else this module itself. Valid until θ changes (the on-policy loop takes one per
-        rollout, whose θ_old is fixed). With a user's hook on a layer, this module itself, so it fires."""
+        rollout, whose θ_old is fixed). With a user's hook on a layer, or an encoder, this module
+        itself (so hooks fire, and an encoder runs once for both)."""
         too_wide = max(self.spec["hidden_sizes"], default=0) > FusedActorCritic.MAX_WIDTH
-        if self.shared or too_wide or self.policy_net.hooked or self.value_net.hooked:
+        if self.shared or too_wide or "encoder" in self._modules or self.policy_net.hooked or self.value_net.hooked:
             return self
         return FusedActorCritic(self)
 
@@ -237,7 +282,7 @@ class FusedActorCritic:
                 x = self.activation.forward(x)
         return x
 
-    def __call__(self, obs: Tensor) -> tuple[Categorical | DiagGaussian, Tensor]:
+    def __call__(self, obs: Tensor) -> tuple[AnyDistribution, Tensor]:
         """``(π(·|s), V(s))``, as :meth:`ActorCritic.forward`."""
         out = self._out(obs)
         return self.actor_critic._head_to_distribution(out[:, : self.head_out]), out[:, self.head_out]
@@ -249,11 +294,13 @@ class FusedActorCritic:
 
 def actor_critic_for(cfg, observation_space, action_space) -> ActorCritic:
     """The actor-critic an on-policy config asks for (``OnPolicyConfig`` fields) on these spaces."""
-    discrete = hasattr(action_space, "n")
+    head = action_head(action_space)
+    layout = ObsLayout(observation_space, cfg.images)
     return ActorCritic(
-        obs_dim=int(observation_space.shape[0]),
-        action_dim=int(action_space.n) if discrete else int(action_space.shape[0]),
-        discrete=discrete,
+        obs_dim=int(np.prod(layout.shape)),  # a plain vector's size (an encoder's width otherwise)
+        discrete="nvec" not in head and "binary" not in head and isinstance(action_space, gym.spaces.Discrete),
+        observation=observation_spec(layout),
+        **head,
         hidden_sizes=cfg.hidden_sizes,
         activation=cfg.activation,
         shared=cfg.shared_network,
@@ -261,6 +308,13 @@ def actor_critic_for(cfg, observation_space, action_space) -> ActorCritic:
         state_dependent_std=cfg.state_dependent_std,
         ortho_init=cfg.ortho_init,
     )
+
+
+def observation_for(cfg, observation_space: gym.Space) -> tuple[int, dict | None]:
+    """``(obs_dim, observation)`` for a network on ``observation_space``: the vector's size and no
+    encoder for a plain vector, else the stored size and the encoder's spec."""
+    layout = ObsLayout(observation_space, cfg.images)
+    return int(np.prod(layout.shape)), observation_spec(layout)
 
 
 def fit_value(
@@ -302,6 +356,28 @@ def plain_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation
     return MLP(*layers)
 
 
+class Encoded(nn.Module):
+    """An off-policy network with its own observation encoder (each network has one: separate
+    CNNs for the actor and each critic, as SB3's off-policy policies default to)."""
+
+    def _encoder(self, obs_dim: int, observation: dict | None) -> int:
+        """Build ``self.encoder`` from ``observation``; the width the MLP after it takes."""
+        encoder = encoder_from_spec(observation)
+        if encoder is None:
+            return obs_dim
+        self.encoder = encoder
+        return encoder.out_dim
+
+    def encode(self, obs: Tensor) -> Tensor:
+        encoder = self._modules.get("encoder")
+        return obs if encoder is None else encoder(obs)
+
+
+def _spec(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], observation: dict | None) -> dict:
+    spec = dict(obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes))
+    return spec | ({"observation": observation} if observation else {})
+
+
 class QEnsemble(nn.Module):
     """``k`` independent critics Q_1..Q_k(s, a), evaluated together: ``[k, B]``; or, for a Discrete
     space, Q_i(s, ·) over all actions, ``[k, B, A]`` (SAC-discrete).
@@ -311,13 +387,27 @@ class QEnsemble(nn.Module):
     no faster on a CPU (2.26 ms vs 2.27 ms forward + backward of two 256×256 layers at B = 256).
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], k: int = 2, discrete: bool = False):
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int],
+        k: int = 2,
+        discrete: bool = False,
+        observation: dict | None = None,
+    ):
         super().__init__()
         self.discrete = discrete
+        if observation is not None:  # one encoder per critic
+            self.encoders = nn.ModuleList(encoder_from_spec(observation) for _ in range(k))
+            obs_dim = self.encoders[0].out_dim
         in_dim, out_dim = (obs_dim, action_dim) if discrete else (obs_dim + action_dim, 1)
         self.members = nn.ModuleList(plain_mlp(in_dim, hidden_sizes, out_dim) for _ in range(k))
 
-    def _input(self, obs: Tensor, actions: Tensor | None) -> Tensor:
+    def _input(self, obs: Tensor, actions: Tensor | None, i: int) -> Tensor:
+        encoders = self._modules.get("encoders")
+        if encoders is not None:
+            obs = encoders[i](obs)
         return obs if self.discrete else torch.cat([obs, actions], dim=-1)
 
     def _output(self, out: Tensor) -> Tensor:
@@ -325,59 +415,61 @@ class QEnsemble(nn.Module):
 
     def forward(self, obs: Tensor, actions: Tensor | None = None) -> Tensor:
         """All k critics: ``[k, B]`` (``[k, B, A]`` for a Discrete space)."""
-        x = self._input(obs, actions)
-        return self._output(torch.stack([net(x) for net in self.members]))
+        if "encoders" not in self._modules:
+            x = self._input(obs, actions, 0)
+            return self._output(torch.stack([net(x) for net in self.members]))
+        return self._output(torch.stack([net(self._input(obs, actions, i)) for i, net in enumerate(self.members)]))
 
     def member(self, i: int, obs: Tensor, actions: Tensor | None = None) -> Tensor:
         """Q_i alone (TD3's actor follows Q_1 only), without computing the others."""
-        return self._output(self.members[i](self._input(obs, actions)))
+        return self._output(self.members[i](self._input(obs, actions, i)))
 
 
-class VNetwork(nn.Module):
+class VNetwork(Encoded):
     """V(s) ``[B]`` (SAC v1's soft value network)."""
 
-    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int]):
+    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None):
         super().__init__()
-        self.net = plain_mlp(obs_dim, hidden_sizes, 1)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, 1)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs).squeeze(-1)
+        return self.net(self.encode(obs)).squeeze(-1)
 
 
-class DeterministicActor(nn.Module):
+class DeterministicActor(Encoded):
     """μ(s) = tanh(MLP(s)) in [−1, 1]^D (rescaled to the Box bounds by the env's action map)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int]):
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None):
         super().__init__()
-        self.spec = dict(obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes))
-        self.net = plain_mlp(obs_dim, hidden_sizes, action_dim)
+        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, action_dim)
 
     @classmethod
     def from_spec(cls, spec: dict) -> DeterministicActor:
         return cls(**spec)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return torch.tanh(self.net(obs))
+        return torch.tanh(self.net(self.encode(obs)))
 
     @torch.no_grad()
     def predict(self, obs: Tensor, deterministic: bool = True) -> Tensor:
         return self(obs)
 
 
-class SquashedGaussianActor(nn.Module):
+class SquashedGaussianActor(Encoded):
     """π(·|s) = tanh(N(μ(s), σ(s)²)): state-dependent log-std clamped to [−20, 2] (item 36)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int]):
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None):
         super().__init__()
-        self.spec = dict(obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes))
-        self.net = plain_mlp(obs_dim, hidden_sizes, 2 * action_dim)
+        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, 2 * action_dim)
 
     @classmethod
     def from_spec(cls, spec: dict) -> SquashedGaussianActor:
         return cls(**spec)
 
     def forward(self, obs: Tensor) -> TanhGaussian:
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        mean, log_std = self.net(self.encode(obs)).chunk(2, dim=-1)
         return TanhGaussian(mean, log_std.clamp(-20.0, 2.0))
 
     @torch.no_grad()
@@ -386,20 +478,20 @@ class SquashedGaussianActor(nn.Module):
         return dist.mode() if deterministic else dist.sample()  # tanh(μ) when deterministic (item 40)
 
 
-class CategoricalActor(nn.Module):
+class CategoricalActor(Encoded):
     """π(·|s) = softmax(MLP(s)) over a Discrete space (SAC-discrete)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int]):
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None):
         super().__init__()
-        self.spec = dict(obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes))
-        self.net = plain_mlp(obs_dim, hidden_sizes, action_dim)
+        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, action_dim)
 
     @classmethod
     def from_spec(cls, spec: dict) -> CategoricalActor:
         return cls(**spec)
 
     def forward(self, obs: Tensor) -> Categorical:
-        return Categorical(self.net(obs))
+        return Categorical(self.net(self.encode(obs)))
 
     @torch.no_grad()
     def predict(self, obs: Tensor, deterministic: bool = True) -> Tensor:

@@ -29,7 +29,7 @@ from torch import nn
 
 SCALARS = (bool, int, float, str, type(None))
 # Attributes that are configuration or wiring, rebuilt from the config on resume, never state.
-SKIP = {"cfg", "device", "spec", "observation_space", "action_space", "envs"}
+SKIP = {"cfg", "device", "spec", "observation_space", "action_space", "envs", "layout", "obs_dtype"}
 
 
 # numpy bit generators a checkpoint may name; a name is looked up here, never on the numpy module

@@ -28,12 +28,14 @@ from pgrad.algos import get_algo
 from pgrad.algos.base import EpisodeLoop, NonFiniteError, OffPolicyLoop, OnPolicyLoop
 from pgrad.checkpoint import CHECKPOINT_FILE
 from pgrad.config import RunConfig, from_jsonable, to_jsonable
-from pgrad.envs import action_dim, check_spaces, make_vec_env
-from pgrad.envspec import EnvSpec, EnvSpecError, check_env_id, check_user_env
+from pgrad.envs import check_spaces, make_vec_env
+from pgrad.envspec import EnvSpec, EnvSpecError, check_env_id, check_user_env, is_atari
 from pgrad.evaluation import EvalResult, evaluate
 from pgrad.logging import RunLogger
 from pgrad.rundir import RunDirLock, discard_run_dir, open_run_dir, remove_run_files
+from pgrad.spaces import action_storage
 from pgrad.state import capture, restore
+from pgrad.wrappers import preprocessed
 
 
 def load_presets() -> dict[str, dict[str, dict[str, Any]]]:
@@ -60,7 +62,9 @@ def resolve_config(
         close = difflib.get_close_matches(unknown[0], sorted(fields), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown {entry.name} config field {unknown[0]!r}.{hint} Fields: {', '.join(sorted(fields))}")
-    preset_values = load_presets().get(entry.name, {}).get(env, {}) if preset == "auto" else {}
+    tables = load_presets().get(entry.name, {})
+    preset_key = env if env in tables or not is_atari(env) else "atari"  # one table for every Atari game
+    preset_values = tables.get(preset_key, {}) if preset == "auto" else {}
     values: dict[str, Any] = {"env": env}
     sources = {name: "default" for name in fields}
     sources["env"] = "user"
@@ -69,7 +73,7 @@ def resolve_config(
             values[key] = tuple(value) if isinstance(value, list) else value
             sources[key] = source
     config = entry.config_class(**values)
-    return config, sources, f"{entry.name}/{env}" if preset_values else None
+    return config, sources, f"{entry.name}/{preset_key}" if preset_values else None
 
 
 def seed_everything(seed: int) -> None:
@@ -109,23 +113,25 @@ def available_memory() -> int | None:
         return None
 
 
-def memory_needed(cfg: RunConfig, obs_dim: int, action_dim: int) -> dict[str, int]:
+def memory_needed(cfg: RunConfig, obs_bytes: int, action_shape: tuple[int, ...]) -> dict[str, int]:
     """A lower estimate of the bytes a run allocates, by what allocates them: the networks (weights,
-    gradients and Adam's two moments of every actor, critic and target copy) and the storage."""
+    gradients and Adam's two moments of every actor, critic and target copy) and the storage
+    (observations in their stored form: ``obs_bytes`` each)."""
+    obs_dim, action_dim = obs_bytes // 4, int(np.prod(action_shape))
     sizes = [obs_dim + action_dim, *getattr(cfg, "hidden_sizes", ()), 2 * action_dim + 1]
     one_net = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
     copies = 4 * (6 if hasattr(cfg, "buffer_size") else 2)
     need = {"networks (hidden_sizes)": 4 * one_net * copies}
     if hasattr(cfg, "buffer_size"):
-        need["replay buffer (buffer_size)"] = 4 * cfg.buffer_size * (2 * obs_dim + action_dim + 2)
+        need["replay buffer (buffer_size)"] = cfg.buffer_size * (2 * obs_bytes + 4 * (action_dim + 2))
     if hasattr(cfg, "n_steps"):
-        need["rollout (n_steps × n_envs)"] = 4 * cfg.n_steps * cfg.n_envs * (obs_dim + action_dim + 8)
+        need["rollout (n_steps × n_envs)"] = cfg.n_steps * cfg.n_envs * (obs_bytes + 4 * (action_dim + 8))
     return need
 
 
-def check_memory(cfg: RunConfig, obs_dim: int, action_dim: int) -> None:
+def check_memory(cfg: RunConfig, obs_bytes: int, action_shape: tuple[int, ...]) -> None:
     """Refuse a run that cannot fit in this machine's available memory, naming what is too large."""
-    need, available = memory_needed(cfg, obs_dim, action_dim), available_memory()
+    need, available = memory_needed(cfg, obs_bytes, action_shape), available_memory()
     if available is None or sum(need.values()) <= available:
         return
     largest = max(need, key=need.get)
@@ -151,7 +157,7 @@ class Trainer:
 
     def __init__(self, algo: str, cfg: RunConfig, run_dir: Path, spec: EnvSpec | None = None):
         self.entry, self.cfg, self.run_dir = get_algo(algo), cfg, run_dir
-        self.spec = spec or EnvSpec.from_user(cfg.env)
+        self.spec = preprocessed(spec or EnvSpec.from_user(cfg.env), cfg.preprocess, cfg.frame_stack)
         self.device = resolve_device(cfg.device)
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
@@ -165,6 +171,7 @@ class Trainer:
             normalize_reward=cfg.normalize_reward,
             gamma=getattr(cfg, "gamma", 0.99),
             action_mode=action_mode,
+            images=cfg.images,
         )
         try:
             self.agent, self.loop = self._build(action_mode)
@@ -178,7 +185,7 @@ class Trainer:
     def _build(self, action_mode: str):
         """The algorithm, its agent and its loop, on the env built (memory checked first)."""
         cfg = self.cfg
-        check_memory(cfg, int(np.prod(self.env.obs_shape)), action_dim(self.env.action_space))
+        check_memory(cfg, self.env.layout.nbytes, action_storage(self.env.action_space)[0])
         try:
             algorithm = self.entry.algo_class(cfg, self.env.observation_space, self.env.action_space, self.device)
         except RuntimeError as e:  # an allocation the estimate did not foresee

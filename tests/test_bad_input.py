@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,7 +49,15 @@ TRAIN_CASES = [
     (["train", "ppo", "--torch-threads", "100000"], "torch_threads=100000 is invalid: must be an integer in [1, 1024]"),
     (["train", "ppo", "--hidden-sizes", "2000000000"], "networks (hidden_sizes)"),
     (["train", "sac", "--env", "Pendulum-v1", "--buffer-size", "1000000000000"], "replay buffer (buffer_size)"),
-    (["train", "ppo", "--env", "CarRacing-v3"], "(96, 96, 3) is not supported yet; pgrad takes 1-D Box observations"),
+    (
+        ["train", "ppo", "--env", "CartPole-v1", "--images", "sideways"],
+        "invalid choice 'sideways' for argument '--images'",
+    ),
+    (
+        ["train", "ppo", "--env", "CartPole-v1", "--preprocess", "atari"],
+        "preprocess='atari' is invalid for CartPole-v1",
+    ),
+    (["train", "ppo", "--env", "CartPole-v1", "--frame-stack", "0"], "frame_stack=0 is invalid"),
     (["train", "ppo", "--n-envs", "1000000"], "n_envs=1000000 is invalid: must be an integer in [1, 4096]"),
     (["train", "ppo", "--n-envs", "8", "--workers", "2", "--ray-address", "127.0.0.1:1"], "no Ray cluster answers"),
     (["train", "ppo", "--n-envs", "8", "--workers", "2", "--ray-address", "nowhere"], "'HOST:PORT'"),
@@ -211,23 +220,46 @@ class SpaceEnv(gym.Env):
 
 
 BOX3 = spaces.Box(-1.0, 1.0, (3,), np.float32)
-SPACES = {
-    "obs-2d": (spaces.Box(-1.0, 1.0, (2, 2), np.float32), spaces.Discrete(2), "of shape (2, 2) is not supported yet"),
-    "obs-scalar": (spaces.Box(-1.0, 1.0, (), np.float32), spaces.Discrete(2), "of shape () is not supported yet"),
-    "action-2x2": (BOX3, spaces.Box(-1.0, 1.0, (2, 2), np.float32), "pgrad takes 1-D Box actions"),
-    "discrete-start-5": (BOX3, spaces.Discrete(3, start=5), "starts at 5; pgrad takes Discrete(n) actions 0..n-1"),
-    "dict-obs": (spaces.Dict({"a": BOX3}), spaces.Discrete(2), "FlattenObservation"),
-    "multidiscrete": (BOX3, spaces.MultiDiscrete([2, 3]), "is not supported yet; pgrad takes Discrete or 1-D Box"),
+SPACES = {  # (observation space, action space, algorithm, what the one line says)
+    "text-obs": (spaces.Text(5), spaces.Discrete(2), "ppo", "pgrad takes Box, Discrete, MultiDiscrete, MultiBinary"),
+    "text-in-dict": (
+        spaces.Dict({"a": BOX3, "t": spaces.Text(5)}),
+        spaces.Discrete(2),
+        "ppo",
+        " at t is not supported",
+    ),
+    "tuple-action": (
+        BOX3,
+        spaces.Tuple([spaces.Discrete(2)]),
+        "ppo",
+        "pgrad takes Discrete, MultiDiscrete, MultiBinary and Box actions",
+    ),
+    "infinite-box-action": (BOX3, spaces.Box(-np.inf, np.inf, (2,), np.float32), "ppo", "has infinite bounds"),
+    "sac-multidiscrete": (BOX3, spaces.MultiDiscrete([2, 3]), "sac", "for MultiDiscrete and MultiBinary ones ppo"),
+    "td3-multibinary": (BOX3, spaces.MultiBinary(3), "td3", "needs a continuous (Box) action space"),
+    "sac-discrete-box": (
+        BOX3,
+        spaces.Box(-1.0, 1.0, (2,), np.float32),
+        "sac-discrete",
+        "needs a Discrete action space",
+    ),
+    "sac-discrete-multidiscrete": (
+        BOX3,
+        spaces.MultiDiscrete([2, 2]),
+        "sac-discrete",
+        "ppo, a2c, trpo, npg or reinforce for MultiDiscrete",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", SPACES)
 def test_unsupported_spaces_are_refused_up_front(name, tmp_path):
-    obs_space, action_space, fragment = SPACES[name]
+    obs_space, action_space, algo, fragment = SPACES[name]
     env_id = f"pgrad-test/Space-{name}-v0"
     gym.register(env_id, entry_point=lambda: SpaceEnv(obs_space, action_space))
-    with pytest.raises(ValueError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
-        pgrad.train("ppo", env=env_id, total_steps=64, n_steps=64, batch_size=64, run_dir=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        sizes = {"n_steps": 64, "batch_size": 64} if algo == "ppo" else {}
+        pgrad.train(algo, env=env_id, total_steps=64, run_dir=str(tmp_path / "r"), check_env=False, **sizes)
     assert not (tmp_path / "r").exists()
 
 

@@ -24,7 +24,7 @@ def test_replay_buffer_stores_the_real_final_observation_and_termination_only():
     """Counter env: obs = [episode, t]; 4-step time limit. Every stored (s, s') is one step of one
     episode, truncations are stored as not terminated, and wrap-around keeps the newest."""
     env = make_vec_env("pgrad-test/CounterTimeLimit-v0", n_envs=2, seed=0)
-    buffer = ReplayBuffer(20, env.obs_shape, (), discrete=True)
+    buffer = ReplayBuffer(20, env.obs_shape, (), torch.int64)
     obs = env.reset()
     truncations = 0
     for _ in range(13):

@@ -166,7 +166,7 @@ def test_rollout_buffer_store_writes_every_field_in_place():
     exactly what the update then reads, row by row."""
     from pgrad.buffers import RolloutBuffer
 
-    buf = RolloutBuffer(3, 2, (4,), (), discrete=True)
+    buf = RolloutBuffer(3, 2, (4,), (), torch.int64)
     g = torch.Generator().manual_seed(0)
     rows = []
     for t in range(3):

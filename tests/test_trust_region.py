@@ -275,7 +275,7 @@ def test_a_zero_policy_gradient_takes_no_step_and_logs_finite_numbers(algo):
     space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
     agent = entry.algo_class(cfg, space, gym.spaces.Discrete(2), torch.device("cpu"))
     agent.policy.float()  # this module runs in float64; the rollout buffer stores float32
-    buf = RolloutBuffer(8, 2, (3,), (), True)
+    buf = RolloutBuffer(8, 2, (3,), (), torch.int64)
     buf.obs.normal_()
     buf.values.zero_()
     buf.rewards.zero_()

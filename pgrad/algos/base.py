@@ -25,6 +25,7 @@ from pgrad.buffers import EpisodeBuffer, ReplayBuffer, RolloutBuffer
 from pgrad.distributions import EnvGenerators
 from pgrad.envs import VecEnv
 from pgrad.optim import norms
+from pgrad.spaces import action_storage
 
 # A finished episode: (step of the rollout it ended at, env index in the run, return, length)
 Episode = tuple[int, int, float, int]
@@ -169,9 +170,8 @@ class OnPolicyLoop:
     ):
         self.algo, self.env, self.n_steps, self.device = algo, env, n_steps, device
         self.env_slice = env_slice or EnvSlice(algo.cfg.seed, range(env.n_envs), env.n_envs, device)
-        discrete = isinstance(env.action_space, gym.spaces.Discrete)
-        action_shape = () if discrete else env.action_space.shape
-        self.buf = RolloutBuffer(n_steps, env.n_envs, env.obs_shape, action_shape, discrete, device)
+        action_shape, action_dtype = action_storage(env.action_space)
+        self.buf = RolloutBuffer(n_steps, env.n_envs, env.obs_shape, action_shape, action_dtype, device, env.obs_dtype)
         self.n_updates = math.ceil(total_steps / (n_steps * env.n_envs))
         self.stats = EpisodeStats()
         self.named_params = list(algo.policy.named_parameters())  # for check_finite
@@ -255,9 +255,10 @@ class EpisodeLoop:
         self.algo, self.env, self.total_steps, self.device = algo, env, total_steps, device
         self.env_slice = env_slice or EnvSlice(algo.cfg.seed, range(env.n_envs), env.n_envs, device)
         self.quota = quota or math.ceil(episodes_per_update / env.n_envs)
-        discrete = isinstance(env.action_space, gym.spaces.Discrete)
-        action_shape = () if discrete else env.action_space.shape
-        self.batch = EpisodeBuffer(env.n_envs, env.obs_shape, action_shape, discrete, device)
+        action_shape, action_dtype = action_storage(env.action_space)
+        self.batch = EpisodeBuffer(
+            env.n_envs, env.obs_shape, action_shape, action_dtype, device, obs_dtype=env.obs_dtype
+        )
         self.stats = EpisodeStats()
         self.named_params = list(algo.policy.named_parameters())  # for check_finite
         self.global_step = 0
@@ -342,8 +343,10 @@ class OffPolicyLoop:
     def __init__(self, algo: OffPolicyAlgorithm, env: VecEnv, cfg, device: torch.device):
         self.algo, self.env, self.cfg, self.device = algo, env, cfg, device
         self.discrete = isinstance(env.action_space, gym.spaces.Discrete)
-        self.action_shape = () if self.discrete else tuple(env.action_space.shape)
-        self.buffer = ReplayBuffer(cfg.buffer_size, env.obs_shape, self.action_shape, self.discrete, device)
+        self.action_shape, action_dtype = action_storage(env.action_space)
+        self.buffer = ReplayBuffer(
+            cfg.buffer_size, env.obs_shape, self.action_shape, action_dtype, device, env.obs_dtype
+        )
         self.buffer.in_checkpoints = cfg.save_replay_buffer
         self.stats = EpisodeStats()
         self.named_params = list(algo.policy.named_parameters())  # for check_finite

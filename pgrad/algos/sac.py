@@ -30,7 +30,15 @@ from torch import Tensor
 from pgrad.config import OffPolicyConfig, in_range, one_of, positive, require
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
-from pgrad.networks import CategoricalActor, QEnsemble, SquashedGaussianActor, VNetwork, frozen, soft_update
+from pgrad.networks import (
+    CategoricalActor,
+    QEnsemble,
+    SquashedGaussianActor,
+    VNetwork,
+    frozen,
+    observation_for,
+    soft_update,
+)
 from pgrad.optim import adam
 
 
@@ -106,13 +114,14 @@ class SAC:
 
     def __init__(self, cfg: SACConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
         self.cfg, self.device = cfg, device
-        obs_dim, action_dim = int(observation_space.shape[0]), require_box(f"sac (variant {cfg.variant})", action_space)
-        self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=2).to(device)  # Q_1, Q_2
+        action_dim = require_box(f"sac (variant {cfg.variant})", action_space)
+        obs_dim, obs = observation_for(cfg, observation_space)
+        self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes, obs).to(device)
+        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=2, observation=obs).to(device)  # Q_1, Q_2
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
         if cfg.variant == "v1":
-            self.v = VNetwork(obs_dim, cfg.hidden_sizes).to(device)
+            self.v = VNetwork(obs_dim, cfg.hidden_sizes, obs).to(device)
             self.v_target = copy.deepcopy(self.v)
             self.v_optimizer = adam(self.v.parameters(), cfg.learning_rate)
             fixed = 0.2 if cfg.ent_coef is None else cfg.ent_coef
@@ -192,11 +201,14 @@ class SACDiscrete:
         self, cfg: SACDiscreteConfig, observation_space: gym.Space, action_space: gym.Space, device: torch.device
     ):
         if not isinstance(action_space, gym.spaces.Discrete):
-            raise ValueError(f"sac-discrete needs a Discrete action space, got {action_space}; use sac for Box actions")
+            raise ValueError(
+                f"sac-discrete needs a Discrete action space, got {action_space}; use sac, td3 or ddpg for Box "
+                "actions, and ppo, a2c, trpo, npg or reinforce for MultiDiscrete and MultiBinary ones"
+            )
         self.cfg, self.device = cfg, device
-        obs_dim, n_actions = int(observation_space.shape[0]), int(action_space.n)
-        self.actor = CategoricalActor(obs_dim, n_actions, cfg.hidden_sizes).to(device)
-        self.critic = QEnsemble(obs_dim, n_actions, cfg.hidden_sizes, k=2, discrete=True).to(device)
+        (obs_dim, obs), n_actions = observation_for(cfg, observation_space), int(action_space.n)
+        self.actor = CategoricalActor(obs_dim, n_actions, cfg.hidden_sizes, obs).to(device)
+        self.critic = QEnsemble(obs_dim, n_actions, cfg.hidden_sizes, k=2, discrete=True, observation=obs).to(device)
         self.critic_target = copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)

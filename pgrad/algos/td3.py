@@ -18,7 +18,7 @@ from torch import Tensor
 from pgrad.config import DeterministicConfig, non_negative, positive_int
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
-from pgrad.networks import DeterministicActor, QEnsemble, frozen, soft_update
+from pgrad.networks import DeterministicActor, QEnsemble, frozen, observation_for, soft_update
 from pgrad.noise import make_noise
 from pgrad.optim import adam
 
@@ -46,9 +46,10 @@ class TD3:
 
     def __init__(self, cfg: TD3Config, observation_space: gym.Space, action_space: gym.Space, device: torch.device):
         self.cfg, self.device = cfg, device
-        obs_dim, action_dim = int(observation_space.shape[0]), require_box("td3", action_space)
-        self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes).to(device)
-        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=2).to(device)  # Q_1, Q_2
+        action_dim = require_box("td3", action_space)
+        obs_dim, obs = observation_for(cfg, observation_space)
+        self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes, obs).to(device)
+        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=2, observation=obs).to(device)  # Q_1, Q_2
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)

@@ -111,6 +111,32 @@ CASES: dict[str, dict] = {
         "hp": {"n_envs": 1, "learning_rate": 1e-3},
     },
     "td3-pendulum": {"algo": "td3", "sb3": "TD3", "env": "Pendulum-v1", "steps": 20_000, "quick": False, "hp": {}},
+    # Pixels: RL-Zoo's ppo.yml `atari` on Breakout, 25k agent steps (100k frames), speed and memory only
+    # (a return after 100k frames says nothing). pgrad's preset is this one (ppo/atari); SB3 runs
+    # make_atari_env (its AtariWrapper) + VecFrameStack(4) + CnnPolicy with the same values.
+    "ppo-atari": {
+        "algo": "ppo",
+        "sb3": "PPO",
+        "env": "BreakoutNoFrameskip-v4",
+        "steps": 25_000,
+        "quick": True,
+        "pixels": True,
+        "hp": {
+            "preprocess": "atari",
+            "frame_stack": 4,
+            "n_envs": 8,
+            "n_steps": 128,
+            "n_epochs": 4,
+            "batch_size": 256,
+            "learning_rate": 2.5e-4,
+            "lr_schedule": "linear",
+            "clip_range": 0.1,
+            "clip_range_schedule": "linear",
+            "vf_coef": 0.5,
+            "ent_coef": 0.01,
+            "hidden_sizes": [],
+        },
+    },
     # RL-Zoo gives DDPG on Pendulum the same values as TD3 (filled in below).
     "ddpg-pendulum": {"algo": "ddpg", "sb3": "DDPG", "env": "Pendulum-v1", "steps": 20_000, "quick": False, "hp": {}},
 }
@@ -131,14 +157,15 @@ CASES["td3-pendulum"]["hp"] = CASES["ddpg-pendulum"]["hp"] = {
 
 def sb3_kwargs(hp: dict, total_steps: int) -> dict:
     """pgrad field names → SB3 constructor arguments (schedules as SB3 callables)."""
-    dropped = ("n_envs", "lr_schedule", "clip_range_schedule", "log_std_init", "noise", "noise_std", "hidden_sizes")
+    dropped = ("n_envs", "lr_schedule", "clip_range_schedule", "log_std_init", "noise", "noise_std", "hidden_sizes",
+               "preprocess", "frame_stack")  # fmt: skip
     kwargs = {k: v for k, v in hp.items() if k not in dropped}
     if "noise" in hp:  # SB3 adds it in the same [-1, 1] action scale as pgrad
         import numpy as np
         from stable_baselines3.common.noise import NormalActionNoise
 
         kwargs["action_noise"] = NormalActionNoise(np.zeros(1), hp["noise_std"] * np.ones(1))
-    if "hidden_sizes" in hp:
+    if "hidden_sizes" in hp and "preprocess" not in hp:  # CnnPolicy's default is already linear heads
         kwargs["policy_kwargs"] = {"net_arch": list(hp["hidden_sizes"])}
     if hp.get("lr_schedule") == "linear":
         lr = hp["learning_rate"]
@@ -169,7 +196,10 @@ def evaluate_sb3(model, env_id: str, seed: int, episodes: int = 10) -> float:
 
 
 def worker(job: dict) -> dict:
-    """One training run in this (fresh) process; prints its result as JSON."""
+    """One training run in this (fresh) process; prints its result as JSON (with the process's peak
+    resident memory: what the run allocated, the library and its buffers included)."""
+    import resource
+
     import torch
 
     torch.set_num_threads(job["threads"])
@@ -195,23 +225,34 @@ def worker(job: dict) -> dict:
             progress_bar=False,
             torch_threads=job["threads"],
             device="cpu",
+            eval_episodes=0 if case.get("pixels") else 10,
             **case["hp"],
         )
         last = list(csv.DictReader(open(run_dir / "timing.csv")))[-1]
         wall, steps = float(last["time_elapsed"]), int(last["global_step"])
-        eval_mean = agent.evaluation.mean
+        eval_mean = agent.evaluation.mean if agent.evaluation else float("nan")
     elif job["lib"] == "sb3":
         import sb3_contrib
         import stable_baselines3
         from stable_baselines3.common.env_util import make_vec_env
 
         cls = getattr(stable_baselines3, case["sb3"], None) or getattr(sb3_contrib, case["sb3"])
-        env = make_vec_env(case["env"], n_envs=case["hp"]["n_envs"], seed=seed)
-        model = cls("MlpPolicy", env, seed=seed, device="cpu", **sb3_kwargs(case["hp"], case["steps"]))
+        if case.get("pixels"):
+            import ale_py
+            import gymnasium as gym
+            from stable_baselines3.common.env_util import make_atari_env
+            from stable_baselines3.common.vec_env import VecFrameStack
+
+            gym.register_envs(ale_py)
+            env = VecFrameStack(make_atari_env(case["env"], n_envs=case["hp"]["n_envs"], seed=seed), n_stack=4)
+        else:
+            env = make_vec_env(case["env"], n_envs=case["hp"]["n_envs"], seed=seed)
+        policy = "CnnPolicy" if case.get("pixels") else "MlpPolicy"
+        model = cls(policy, env, seed=seed, device="cpu", **sb3_kwargs(case["hp"], case["steps"]))
         start = time.perf_counter()
         model.learn(case["steps"])
         wall, steps = time.perf_counter() - start, model.num_timesteps
-        eval_mean = evaluate_sb3(model, case["env"], seed)
+        eval_mean = float("nan") if case.get("pixels") else evaluate_sb3(model, case["env"], seed)
     else:
         wall, steps, eval_mean = floor(case, job["threads"], min(40_000, case["steps"]))
     return {
@@ -221,6 +262,7 @@ def worker(job: dict) -> dict:
         "steps": steps,
         "sps": steps / wall,
         "eval_mean": eval_mean,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **({"phase_s": phases} if phases else {}),
     }
 
@@ -264,12 +306,22 @@ def floor(case: dict, threads: int, steps: int = 40_000) -> tuple[float, int, fl
     from pgrad.networks import ActorCritic
 
     n = case["hp"]["n_envs"]
-    envs = gym.make_vec(
-        case["env"], num_envs=n, vectorization_mode="sync", vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}
-    )
-    space = envs.single_action_space
-    discrete = hasattr(space, "n")
-    net = ActorCritic(envs.single_observation_space.shape[0], space.n if discrete else space.shape[0], discrete)
+    if case.get("pixels"):  # the preprocessed, stacked frames and the preset's CNN actor-critic
+        from pgrad.envspec import EnvSpec
+        from pgrad.networks import actor_critic_for
+        from pgrad.train import resolve_config
+        from pgrad.wrappers import preprocessed
+
+        spec = preprocessed(EnvSpec.from_user(case["env"]), "atari", case["hp"]["frame_stack"])
+        envs = gym.vector.SyncVectorEnv([spec.make] * n, autoreset_mode=AutoresetMode.SAME_STEP)
+        cfg = resolve_config(case["algo"], case["env"], "none", case["hp"])[0]
+        net = actor_critic_for(cfg, envs.single_observation_space, envs.single_action_space)
+    else:
+        envs = gym.make_vec(case["env"], num_envs=n, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})  # fmt: skip
+        space = envs.single_action_space
+        discrete = hasattr(space, "n")
+        net = ActorCritic(envs.single_observation_space.shape[0], space.n if discrete else space.shape[0], discrete)
     net = net.for_acting()  # the cheapest forward pgrad has (one fused pass for 64-64 networks)
     envs.action_space.seed(0)
     obs, _ = envs.reset(seed=0)
@@ -329,6 +381,7 @@ def summarise(name: str, runs: list[dict], floor_sps: float) -> dict:
         "sb3_fraction_of_floor": sps["sb3"] / floor_sps,
         "pgrad_eval": evals["pgrad"],
         "sb3_eval": evals["sb3"],
+        **{f"{lib}_peak_rss_mb": max(r["peak_rss_mb"] for r in rs) for lib, rs in by.items() if "peak_rss_mb" in rs[0]},
     }
 
 
@@ -343,9 +396,14 @@ def write_markdown(out: Path = RESULTS) -> None:
         header = data["machine"]
 
         def fmt(values: list[float]) -> str:
+            if any(v != v for v in values):  # NaN: a speed-only case
+                return "–"
             if len(values) == 1:
                 return f"{values[0]:.1f}"
             return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+        def mb(lib: str, s: dict = s) -> str:
+            return f"{s[lib + '_peak_rss_mb']:,.0f}" if lib + "_peak_rss_mb" in s else "–"
 
         def pct(key: str, s: dict = s) -> str:
             return f"{s[key]:.0%}" if key in s else "–"
@@ -354,7 +412,7 @@ def write_markdown(out: Path = RESULTS) -> None:
             f"| {data['case']} | {data['steps']:,} | {len(s['pgrad_eval'])} | {s['pgrad_sps']:,.0f} | {s['sb3_sps']:,.0f} "
             f"| **{s['ratio']:.2f}×** | {s['floor_sps']:,.0f} | {s['pgrad_fraction_of_floor']:.0%} "
             f"| {s['sb3_fraction_of_floor']:.0%} | {pct('pgrad_update_share')} | {pct('pgrad_collect_fraction_of_floor')} "
-            f"| {fmt(s['pgrad_eval'])} | {fmt(s['sb3_eval'])} |"
+            f"| {fmt(s['pgrad_eval'])} | {fmt(s['sb3_eval'])} | {mb('pgrad')} | {mb('sb3')} |"
         )
     text = [
         "# pgrad vs Stable-Baselines3 (`make bench-full`; `make bench` runs a quick set into results/quick/)",
@@ -363,13 +421,15 @@ def write_markdown(out: Path = RESULTS) -> None:
         "env, budget and episode seeds; runs alternate pgrad / SB3, each in a fresh process. SPS = env steps",
         "per second of training (evaluation excluded). Floor = the same vector env with random actions plus",
         "one batched actor+critic forward per step (pgrad's fused acting network for 64-64 nets, its cheapest). Eval",
-        "= deterministic 10-episode mean at the end.",
+        "= deterministic 10-episode mean at the end (– for ppo-atari, speed and memory only: 100k frames teach",
+        "nothing worth a score). Peak MB = the training process's peak resident memory (the library, its",
+        "networks and buffers; the highest over seeds).",
         "pgrad update = the share of pgrad's training time spent in updates; pgrad collect / floor = the",
         "speed of pgrad's collection phase alone (acting + env steps, on-policy cases) against the floor.",
         "",
         "| case | steps | seeds | pgrad SPS | SB3 SPS | ratio | floor SPS | pgrad / floor | SB3 / floor "
-        "| pgrad update | pgrad collect / floor | pgrad eval | SB3 eval |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| pgrad update | pgrad collect / floor | pgrad eval | SB3 eval | pgrad peak MB | SB3 peak MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         *READING,
@@ -470,7 +530,7 @@ def profile_section(report: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="CartPole cases, seed 0")
+    parser.add_argument("--quick", action="store_true", help="the CartPole cases and ppo-atari, seed 0")
     parser.add_argument("--cases", default=None, help="comma-separated case names")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds")
     parser.add_argument("--threads", type=int, default=1)

@@ -175,6 +175,8 @@ class ReplayBuffer:
     of the MDP, so its target still bootstraps from Q(s', ·) (CHECKLIST items 2-3).
     """
 
+    COLUMNS = ("obs", "next_obs", "actions", "rewards", "terminated")  # stored per row
+
     def __init__(
         self,
         capacity: int,
@@ -186,7 +188,8 @@ class ReplayBuffer:
     ):
         self.capacity, self.device = capacity, torch.device(device)
         self.obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=self.device)
-        self.next_obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=self.device)
+        if "next_obs" in self.COLUMNS:
+            self.next_obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=self.device)
         self.actions = torch.zeros((capacity, *action_shape), dtype=action_dtype, device=self.device)
         self.rewards = torch.zeros(capacity, device=self.device)
         self.terminated = torch.zeros(capacity, device=self.device)
@@ -194,28 +197,27 @@ class ReplayBuffer:
         self.in_checkpoints = True
 
     def add(
-        self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        ended: np.ndarray | None = None,
     ) -> None:
-        """Store one vector step: ``N`` transitions (rows of the arrays)."""
+        """Store one vector step: ``N`` transitions (rows of the arrays); ``ended``: which of them
+        ended an episode (terminated or truncated; :class:`CompactReplayBuffer` needs it)."""
         n = len(rewards)
         idx = (self.position + torch.arange(n)) % self.capacity
-        if self.device.type == "cpu":
-            idx_np = idx.numpy()
-            self.obs.numpy()[idx_np] = obs
-            self.next_obs.numpy()[idx_np] = next_obs
-            self.actions.numpy()[idx_np] = actions
-            self.rewards.numpy()[idx_np] = rewards
-            self.terminated.numpy()[idx_np] = terminated
-        else:
-            idx = idx.to(self.device)
-            for store, values in (
-                (self.obs, obs),
-                (self.next_obs, next_obs),
-                (self.actions, actions),
-                (self.rewards, rewards),
-                (self.terminated, terminated),
-            ):
-                store[idx] = torch.as_tensor(np.asarray(values), dtype=store.dtype, device=self.device)
+        row = {"obs": obs, "next_obs": next_obs, "actions": actions, "rewards": rewards, "terminated": terminated}
+        for name in self.COLUMNS:
+            store = getattr(self, name)
+            if self.device.type == "cpu":
+                store.numpy()[idx.numpy()] = row[name]
+            else:
+                store[idx.to(self.device)] = torch.as_tensor(
+                    np.asarray(row[name]), dtype=store.dtype, device=self.device
+                )
         self.position = (self.position + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -225,15 +227,7 @@ class ReplayBuffer:
         if not self.in_checkpoints:
             return {}
         n = self.size
-        return {
-            "obs": self.obs[:n],
-            "next_obs": self.next_obs[:n],
-            "actions": self.actions[:n],
-            "rewards": self.rewards[:n],
-            "terminated": self.terminated[:n],
-            "position": self.position,
-            "size": self.size,
-        }
+        return {name: getattr(self, name)[:n] for name in self.COLUMNS} | {"position": self.position, "size": self.size}
 
     def load_checkpoint_state(self, state: dict) -> None:
         if not state:
@@ -243,7 +237,7 @@ class ReplayBuffer:
             raise ValueError(f"replay buffer position={position!r} is not in [0, {self.capacity})")
         if not 0 <= size <= self.capacity or (size < self.capacity and position != size % self.capacity):
             raise ValueError(f"replay buffer size={size!r} does not fit its capacity {self.capacity} and position")
-        for name in ("obs", "next_obs", "actions", "rewards", "terminated"):
+        for name in self.COLUMNS:
             store = getattr(self, name)
             if state[name].shape != (size, *store.shape[1:]) or state[name].dtype != store.dtype:
                 raise ValueError(
@@ -254,7 +248,10 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, Tensor]:
         """A uniform sample (with replacement) of stored transitions, each ``[B, ...]``."""
-        idx = torch.randint(0, self.size, (batch_size,), generator=generator).to(self.device)
+        return self.transitions(torch.randint(0, self.size, (batch_size,), generator=generator).to(self.device))
+
+    def transitions(self, idx: Tensor) -> dict[str, Tensor]:
+        """The transitions stored in rows ``idx``."""
         return {
             "obs": self.obs[idx],
             "actions": self.actions[idx],
@@ -262,3 +259,78 @@ class ReplayBuffer:
             "next_obs": self.next_obs[idx],
             "terminated": self.terminated[idx],
         }
+
+
+class CompactReplayBuffer(ReplayBuffer):
+    """A replay buffer that stores each observation once (SB3's ``optimize_memory_usage``): half the
+    memory of observations, which is nearly all of it for images.
+
+    Rows are written ``N`` at a time (one vector step of ``N`` envs), so the successor of row ``i``
+    is row ``i + N``: the same env's next observation. Where an episode ended there the next row
+    holds the reset observation instead, so the real final observation of each ended episode is
+    kept on the side, by row (one per episode). Unlike SB3's, truncated episodes therefore still
+    bootstrap from their real final state. The newest ``N`` rows, whose successors are not written
+    yet, are not sampled.
+    """
+
+    COLUMNS = ("obs", "actions", "rewards", "terminated")
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 action_dtype: torch.dtype, device: torch.device | str = "cpu",
+                 obs_dtype: torch.dtype = torch.float32, n_envs: int = 1):  # fmt: skip
+        super().__init__(capacity, obs_shape, action_shape, action_dtype, device, obs_dtype)
+        self.n_envs = n_envs
+        self.final_obs: dict[int, Tensor] = {}  # row → the real final observation of the episode it ended
+
+    def add(self, obs, actions, rewards, next_obs, terminated, ended=None) -> None:
+        n = len(rewards)
+        if ended is None:
+            raise ValueError("CompactReplayBuffer.add needs ended (which transitions ended an episode)")
+        rows = [(self.position + k) % self.capacity for k in range(n)]
+        for row in rows:
+            self.final_obs.pop(row, None)  # the row is overwritten, and its episode end with it
+        super().add(obs, actions, rewards, None, terminated)
+        for k in np.flatnonzero(ended):
+            self.final_obs[rows[k]] = torch.as_tensor(np.array(next_obs[k]), device=self.device)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, Tensor]:
+        """A uniform sample over every row whose successor is stored (all but the newest ``N``)."""
+        valid = self.size - self.n_envs
+        if valid < 1:
+            raise ValueError(f"a compact replay buffer of {self.size} rows has no transition to sample yet")
+        oldest = self.position if self.size == self.capacity else 0
+        idx = (oldest + torch.randint(0, valid, (batch_size,), generator=generator)) % self.capacity
+        return self.transitions(idx.to(self.device))
+
+    def transitions(self, idx: Tensor) -> dict[str, Tensor]:
+        next_obs = self.obs[(idx + self.n_envs) % self.capacity]
+        for j, row in enumerate(idx.tolist()):
+            final = self.final_obs.get(row)
+            if final is not None:
+                next_obs[j] = final
+        return {
+            "obs": self.obs[idx],
+            "actions": self.actions[idx],
+            "rewards": self.rewards[idx],
+            "next_obs": next_obs,
+            "terminated": self.terminated[idx],
+        }
+
+    def checkpoint_state(self) -> dict:
+        state = super().checkpoint_state()
+        if state:
+            rows = sorted(self.final_obs)
+            state["final_rows"] = torch.tensor(rows, dtype=torch.int64)
+            state["final_obs"] = torch.stack([self.final_obs[r] for r in rows]) if rows else self.obs[:0]
+        return state
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        if not state:
+            return
+        rows, finals = state.pop("final_rows"), state.pop("final_obs")
+        super().load_checkpoint_state(state)
+        if rows.dtype != torch.int64 or rows.dim() != 1 or finals.shape != (len(rows), *self.obs.shape[1:]):
+            raise ValueError("replay buffer final observations do not fit its rows")
+        if finals.dtype != self.obs.dtype or ((rows < 0) | (rows >= self.size)).any():
+            raise ValueError("replay buffer final observations name rows it does not have")
+        self.final_obs = {int(r): f.clone() for r, f in zip(rows, finals, strict=True)}

@@ -261,17 +261,22 @@ def cmd_list(argv: list[str]) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from pgrad.algos import ALGORITHMS
+    from pgrad.algos import ALGORITHMS, OBSERVATIONS
     from pgrad.train import load_presets
 
     presets = load_presets()
     table = Table(title="pgrad algorithms")
     table.add_column("algorithm")
     table.add_column("update")
+    table.add_column("actions")
     table.add_column("presets (env ids)")
     for name, entry in ALGORITHMS.items():
-        table.add_row(name, escape(entry.summary), ", ".join(presets.get(name, {})) or "-")  # E[...] is not markup
-    Console().print(table)
+        table.add_row(
+            name, escape(entry.summary), ", ".join(entry.actions), ", ".join(presets.get(name, {})) or "-"
+        )  # fmt: skip  (E[...] is not markup)
+    console = Console()
+    console.print(table)
+    console.print(f"observations (every algorithm): {OBSERVATIONS}; `atari`: every Atari id (ALE/…, …NoFrameskip-v4)")
     return 0
 
 

@@ -316,6 +316,9 @@ class OffPolicyConfig(RunConfig):
     """Write a progress row every this many training rounds."""
     save_replay_buffer: bool = True
     """Keep the replay buffer in checkpoints (exact resume); without it a resumed run refills it."""
+    optimize_memory_usage: bool = False
+    """Store each observation once (the next one is the same env's next row; episode ends' real final
+    observations kept on the side): half the buffer's memory, as SB3's option, truncations still exact."""
 
     def validate(self) -> None:
         super().validate()
@@ -327,6 +330,12 @@ class OffPolicyConfig(RunConfig):
         in_range("tau", self.tau, 0.0, 1.0, low_open=True)
         positive_int("train_freq", self.train_freq)
         positive_int("gradient_steps", self.gradient_steps)
+        if self.optimize_memory_usage:
+            require("learning_starts", self.learning_starts, self.learning_starts > self.n_envs,
+                    f"must be > n_envs={self.n_envs} with optimize_memory_usage (a row's successor is the next "
+                    "vector step's)")  # fmt: skip
+            require("buffer_size", self.buffer_size, self.buffer_size > self.n_envs,
+                    f"must be > n_envs={self.n_envs} with optimize_memory_usage")  # fmt: skip
         require(
             "hidden_sizes",
             self.hidden_sizes,

@@ -210,7 +210,7 @@ class ActionMap:
 
 
 SIM_TYPES = (np.ndarray, np.random.Generator, np.generic, bool, int, float, type(None))
-NATIVE_STATE = ("gymnasium.envs.mujoco", "gymnasium.envs.box2d")  # physics in native objects
+NATIVE_STATE = ("gymnasium.envs.mujoco", "gymnasium.envs.box2d", "ale_py")  # physics, emulators in native objects
 
 
 class SimState(gym.Wrapper):
@@ -232,6 +232,11 @@ class SimState(gym.Wrapper):
             if not isinstance(layer, gym.Wrapper):
                 return
             layer, depth = layer.env, depth + 1
+
+    @property
+    def pgrad_games(self) -> bool:
+        """Whether a layer below counts games of several episodes (``pgrad.wrappers.AtariGame``)."""
+        return any(getattr(layer, "pgrad_games", False) for _, layer in self._layers())
 
     @property
     def pgrad_attributes(self) -> list[str]:
@@ -258,7 +263,9 @@ class VecEnv:
     ``obs`` is what to act on next (a reset observation where an episode ended) and ``next_obs``
     the real successor of the step taken (the final observation there). Both are normalised when
     normalisation is on. Finished episodes' raw returns and lengths collect in
-    ``episode_returns`` / ``episode_lengths`` until ``pop_episodes()``.
+    ``episode_returns`` / ``episode_lengths`` until ``pop_episodes()``; ``ended`` marks the envs
+    whose recorded episode ended at the last step. For envs of games (``AtariGame``: an episode
+    per life, clipped rewards) the episodes recorded are the games, with their own scores.
     """
 
     def __init__(
@@ -311,6 +318,8 @@ class VecEnv:
             )
         self.normalizer = Normalizer(numeric or (0,), normalize_obs, normalize_reward, gamma, layout=self.layout)
         self.action_map = ActionMap(self.action_space, action_mode)
+        self.games = all(self.envs.get_attr("pgrad_games"))
+        self.ended = np.zeros(n_envs, bool)
         self._ep_return = np.zeros(n_envs, np.float64)
         self._ep_length = np.zeros(n_envs, np.int64)
         self.episode_returns: list[float] = []
@@ -340,12 +349,18 @@ class VecEnv:
             next_obs[ended] = np.stack([self.layout.store_one(o) for o in infos["final_obs"][ended]])
         self._ep_return += rewards
         self._ep_length += 1
-        if dones.any():
-            for i in np.flatnonzero(dones):
-                self.episode_returns.append(float(self._ep_return[i]))
-                self.episode_lengths.append(int(self._ep_length[i]))
-            self._ep_return[dones] = 0.0
-            self._ep_length[dones] = 0
+        self.ended = dones
+        if dones.any() and self.games:  # a game's end, with its own score (the step's info of a done env)
+            final = infos["final_info"]
+            self.ended = dones & final.get("game_over", np.zeros_like(dones))
+            if self.ended.any():
+                self.episode_returns += [float(r) for r in final["game_return"][self.ended]]
+                self.episode_lengths += [int(n) for n in final["game_length"][self.ended]]
+        elif dones.any():
+            self.episode_returns += [float(r) for r in self._ep_return[dones]]
+            self.episode_lengths += [int(n) for n in self._ep_length[dones]]
+        self._ep_return[dones] = 0.0
+        self._ep_length[dones] = 0
         norm = self.normalizer
         if raw:
             norm.update_obs(obs)

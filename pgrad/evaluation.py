@@ -70,6 +70,7 @@ def evaluate(
     wrappers: list[Any] | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes (seeds ``seed + 10⁶ + i``) with the agent's deterministic action.
+    Of an Atari env (an episode per life, clipped rewards), whole games and their own scores.
 
     ``env``: the agent's own env when None, else anything ``pgrad.train`` takes (an id,
     ``"module:Factory"``, a factory, an instance, an ``EnvSpec``) with the agent's spaces;
@@ -100,10 +101,16 @@ def evaluate(
                     if writer is None:
                         writer = open_video(video, env)
                     writer.append_data(frame)
-                obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic=deterministic))
+                obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=deterministic))
                 total += float(reward)
                 length += 1
                 done = terminated or truncated
+                if done and "game_over" in info:  # an episode per life (AtariGame): play the whole game
+                    if not info["game_over"]:
+                        obs, _ = env.reset()  # the game goes on
+                        done = False
+                    else:
+                        total, length = float(info["game_return"]), int(info["game_length"])  # its raw score
             returns.append(total)
             lengths.append(length)
     except BaseException:

@@ -321,7 +321,8 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
     if isinstance(space, spaces.MultiDiscrete):
         return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": np.asarray(space.start).tolist()}
     if isinstance(space, spaces.MultiBinary):
-        return {"type": "MultiBinary", "n": [int(n) for n in space.shape]}
+        n = space.n  # an int or a shape, as the space was made (MultiBinary(4) != MultiBinary((4,)))
+        return {"type": "MultiBinary", "n": int(n) if np.isscalar(n) else [int(k) for k in n]}
     if isinstance(space, spaces.Box):
         return {"type": "Box", "low": _bound(space.low), "high": _bound(space.high), "shape": list(space.shape),
                 "dtype": str(space.dtype)}  # fmt: skip
@@ -357,6 +358,8 @@ def space_from_json(data: Any, depth: int = 0) -> spaces.Space:
             raise ValueError("MultiDiscrete space nvec/start are not integer arrays of one shape, nvec >= 1")
         return spaces.MultiDiscrete(nvec, start=start)
     shape = data.get("shape") if kind == "Box" else data.get("n")
+    if kind == "MultiBinary" and _int(shape) and shape >= 1:
+        return spaces.MultiBinary(shape)
     if not (isinstance(shape, list) and all(_int(n) and n >= 0 for n in shape) and len(shape) <= 8):
         raise ValueError(f"{kind} space shape {shape!r} is invalid")
     if kind == "MultiBinary":

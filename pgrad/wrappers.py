@@ -7,21 +7,76 @@ the same observations for evaluation, and rollout workers build them too.
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 
 from pgrad.envspec import EnvSpec, Wrapper, is_atari
 
 
+class AtariGame(gym.Wrapper):
+    """Episodes of one life inside whole games, as SB3's ``EpisodicLifeEnv``, ``FireResetEnv`` and
+    ``ClipRewardEnv`` (RL Zoo's ``AtariWrapper``) make them.
+
+    A lost life ends the learning episode (``terminated``), but the next ``reset`` continues the
+    game with a no-op step instead of restarting it; games that wait for FIRE get it after every
+    reset; rewards are clipped to their sign. The game itself is what pgrad counts, logs and
+    evaluates: every step's ``info`` says ``game_over``, and at a game's end gives its raw score
+    ``game_return`` and ``game_length`` (agent steps), which :class:`~pgrad.envs.VecEnv` and
+    ``pgrad.evaluate`` report instead of the per-life returns of clipped rewards.
+    """
+
+    pgrad_games = True  # VecEnv and evaluate read the game_* info keys of this env
+
+    def __init__(self, env: gym.Env, terminal_on_life_loss: bool = True, clip_rewards: bool = True):
+        super().__init__(env)
+        self.terminal_on_life_loss, self.clip_rewards = terminal_on_life_loss, clip_rewards
+        meanings = env.unwrapped.get_action_meanings()
+        self.fire = len(meanings) > 2 and meanings[1] == "FIRE"
+        self.lives, self.game_over, self.game_return, self.game_length = 0, True, 0.0, 0
+
+    def reset(self, **kwargs):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+            self.game_return, self.game_length = 0.0, 0
+        else:  # a life was lost: the game goes on from where it is
+            obs, info = self._continue(0)
+        self.game_over = False
+        if self.fire:
+            obs, info = self._continue(1)
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+    def _continue(self, action: int):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_return, self.game_length = self.game_return + float(reward), self.game_length + 1
+        if terminated or truncated:  # the game ended on this very step (rare): a new one
+            obs, info = self.env.reset()
+            self.game_return, self.game_length = 0.0, 0
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_return, self.game_length = self.game_return + float(reward), self.game_length + 1
+        self.game_over = bool(terminated or truncated)
+        lives = self.env.unwrapped.ale.lives()
+        life_lost, self.lives = 0 < lives < self.lives, lives
+        info = dict(info, game_over=self.game_over)
+        if self.game_over:
+            info |= {"game_return": self.game_return, "game_length": self.game_length}
+        if self.clip_rewards:
+            reward = float(np.sign(reward))
+        return obs, reward, terminated or (self.terminal_on_life_loss and life_lost), truncated, info
+
+
 def atari(env: gym.Env, noop_max: int = 30, frame_skip: int = 4, terminal_on_life_loss: bool = True) -> gym.Env:
-    """gymnasium's ``AtariPreprocessing`` as RL Zoo's ``AtariWrapper`` configures it: up to 30 no-op
-    actions at reset, the action repeated for 4 frames (the max of the last two observed), 84×84
-    grayscale uint8, and a lost life ends the episode for learning (the episode statistics still
-    follow the game: pgrad's counts the env's own ends, which a life loss is here as in the Zoo)."""
+    """RL Zoo's ``AtariWrapper`` from gymnasium's ``AtariPreprocessing`` and :class:`AtariGame`: up
+    to 30 no-op actions at reset, the action repeated for 4 frames (the max of the last two
+    observed), 84×84 grayscale uint8, FIRE at reset where a game needs it, a lost life ends the
+    learning episode (not the game), rewards clipped to their sign; scores are the games' own."""
     from gymnasium.wrappers import AtariPreprocessing
 
-    return AtariPreprocessing(
-        env, noop_max=noop_max, frame_skip=frame_skip, screen_size=84, terminal_on_life_loss=terminal_on_life_loss,
-        grayscale_obs=True, scale_obs=False,
-    )  # fmt: skip
+    env = AtariPreprocessing(env, noop_max=noop_max, frame_skip=frame_skip, screen_size=84,
+                             terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)  # fmt: skip
+    return AtariGame(env, terminal_on_life_loss)
 
 
 def frame_stack(env: gym.Env, stack_size: int) -> gym.Env:

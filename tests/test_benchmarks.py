@@ -31,6 +31,22 @@ def test_bench_runs_both_libraries_and_writes_results(tmp_path):
     assert "| ppo-cartpole | 512 | 1 |" in table
 
 
+@pytest.mark.slow
+def test_bench_atari_case_runs_both_libraries_on_pixels_and_reports_memory(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "bench.py"), "--cases", "ppo-atari", "--seeds", "0", "--steps", "2048"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads((tmp_path / "ppo-atari.json").read_text())
+    assert {r["lib"] for r in data["runs"]} == {"pgrad", "sb3"} and data["steps"] == 2048
+    assert data["summary"]["pgrad_peak_rss_mb"] > 0 and data["summary"]["sb3_peak_rss_mb"] > 0
+    assert "| ppo-atari | 2,048 | 1 |" in (tmp_path / "RESULTS.md").read_text()
+
+
 def test_op_profile_reports_shares_that_add_up():
     sys.path.insert(0, str(BENCH))
     try:

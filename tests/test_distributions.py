@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributions as td
 
-from pgrad.distributions import Categorical, DiagGaussian, EnvGenerators, TanhGaussian
+from pgrad.distributions import Bernoulli, Categorical, DiagGaussian, EnvGenerators, MultiCategorical, TanhGaussian
 
 pytestmark = pytest.mark.usefixtures("float64")  # conftest: float64 for exact comparisons
 
@@ -44,6 +44,50 @@ def test_categorical_samples_follow_probs_from_per_env_gumbel_blocks():
     for env in range(2):
         counts = torch.bincount(actions[:, env], minlength=3) / steps
         torch.testing.assert_close(counts, probs[env], atol=0.03, rtol=0)
+
+
+def test_multi_categorical_is_the_product_of_torch_categoricals():
+    """log-prob, entropy and KL of independent factors are the sums of each factor's (torch's)."""
+    g, nvec = torch.Generator().manual_seed(0), [2, 4, 3]
+    logits, other = torch.randn(5, sum(nvec), generator=g), torch.randn(5, sum(nvec), generator=g)
+    actions = torch.stack([torch.randint(0, n, (5,), generator=g) for n in nvec], dim=-1)
+    ours = MultiCategorical(logits, nvec)
+    refs = [td.Categorical(logits=x) for x in logits.split(nvec, dim=-1)]
+    others = [td.Categorical(logits=x) for x in other.split(nvec, dim=-1)]
+    torch.testing.assert_close(ours.log_prob(actions), sum(r.log_prob(actions[:, k]) for k, r in enumerate(refs)))
+    torch.testing.assert_close(ours.entropy(), sum(r.entropy() for r in refs))
+    torch.testing.assert_close(
+        ours.kl(MultiCategorical(other, nvec)), sum(td.kl_divergence(r, o) for r, o in zip(refs, others, strict=True))
+    )
+    assert ours.mode().tolist() == torch.stack([x.argmax(-1) for x in logits.split(nvec, -1)], -1).tolist()
+    torch.testing.assert_close(ours[1:3].log_prob(actions[1:3]), ours.log_prob(actions)[1:3])
+
+
+def test_multi_categorical_samples_follow_each_factor_from_per_env_streams():
+    nvec, steps = [3, 2], 20 * EnvGenerators.BLOCK
+    probs = [torch.tensor([0.2, 0.5, 0.3]), torch.tensor([0.9, 0.1])]
+    dist = MultiCategorical(torch.cat([p.log() for p in probs]).expand(2, 5), nvec)
+    streams = EnvGenerators(0, range(2))
+    actions = torch.stack([dist.sample(streams) for _ in range(steps)])  # [steps, envs, K]
+    for k, p in enumerate(probs):
+        counts = torch.bincount(actions[:, :, k].reshape(-1), minlength=len(p)) / (2 * steps)
+        torch.testing.assert_close(counts, p, atol=0.03, rtol=0)
+
+
+def test_bernoulli_matches_torch_and_samples_follow_sigmoid():
+    g = torch.Generator().manual_seed(0)
+    logits, other = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    actions = torch.randint(0, 2, (5, 3), generator=g).double()
+    ours = Bernoulli(logits)
+    ref, ref_other = td.Independent(td.Bernoulli(logits=logits), 1), td.Independent(td.Bernoulli(logits=other), 1)
+    torch.testing.assert_close(ours.log_prob(actions), ref.log_prob(actions))
+    torch.testing.assert_close(ours.entropy(), ref.entropy())
+    torch.testing.assert_close(ours.kl(Bernoulli(other)), td.kl_divergence(ref, ref_other))
+    assert ours.mode().tolist() == (logits > 0).double().tolist()
+    p = torch.tensor([[0.1, 0.5, 0.85]])
+    samples = Bernoulli(torch.logit(p).expand(100_000, 3)).sample(torch.Generator().manual_seed(1))
+    torch.testing.assert_close(samples.mean(0), p[0], atol=5e-3, rtol=0)
+    assert set(samples.unique().tolist()) == {0.0, 1.0}
 
 
 def test_diag_gaussian_matches_torch_state_independent_and_dependent_std():

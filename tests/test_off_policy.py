@@ -12,7 +12,7 @@ import pgrad
 from pgrad.algos.ddpg import DDPG, DDPGConfig
 from pgrad.algos.sac import SAC, SACConfig, SACDiscrete, SACDiscreteConfig
 from pgrad.algos.td3 import TD3, TD3Config
-from pgrad.buffers import ReplayBuffer
+from pgrad.buffers import CompactReplayBuffer, ReplayBuffer
 from pgrad.envs import make_vec_env
 from pgrad.networks import QEnsemble, frozen, hard_update, soft_update
 from pgrad.noise import OrnsteinUhlenbeckNoise
@@ -38,6 +38,50 @@ def test_replay_buffer_stores_the_real_final_observation_and_termination_only():
     assert buffer.terminated.sum() == 0  # time-limit cuts are not terminations
     batch = buffer.sample(64, torch.Generator().manual_seed(0))
     assert batch["obs"].shape == (64, 2) and batch["actions"].shape == (64,) and batch["rewards"].shape == (64,)
+
+
+def test_compact_replay_buffer_holds_every_transition_the_plain_one_holds():
+    """optimize_memory_usage: each observation stored once. Over random episodes of 3 envs that end
+    by termination and by truncation, wrapping the buffer three times, every row either buffer can
+    sample is the same transition, the real final observation of every ended episode included."""
+    rng, n, capacity = np.random.default_rng(0), 3, 20
+    plain = ReplayBuffer(capacity, (2,), (), torch.int64)
+    compact = CompactReplayBuffer(capacity, (2,), (), torch.int64, n_envs=n)
+    obs = rng.normal(size=(n, 2)).astype(np.float32)
+    for step in range(3 * capacity // n + 1):
+        real_next = rng.normal(size=(n, 2)).astype(np.float32)
+        terminated, truncated = rng.random(n) < 0.15, rng.random(n) < 0.15
+        ended = terminated | truncated
+        args = (obs, rng.integers(0, 4, n), rng.normal(size=n).astype(np.float32), real_next, terminated, ended)
+        plain.add(*args)
+        compact.add(*args)
+        obs = np.where(ended[:, None], rng.normal(size=(n, 2)).astype(np.float32), real_next)  # resets
+        valid = compact.size - n
+        oldest = compact.position if compact.size == capacity else 0
+        rows = (oldest + torch.arange(valid)) % capacity
+        for key, value in plain.transitions(rows).items():
+            torch.testing.assert_close(compact.transitions(rows)[key], value, msg=f"{key} at step {step}")
+    assert compact.obs.shape == plain.obs.shape and not hasattr(compact, "next_obs")  # half the observations
+    assert len(compact.final_obs) <= capacity  # the side store holds the ends of rows still stored only
+    state = {k: v.clone() if torch.is_tensor(v) else v for k, v in compact.checkpoint_state().items()}
+    restored = CompactReplayBuffer(capacity, (2,), (), torch.int64, n_envs=n)
+    restored.load_checkpoint_state(state)
+    rows = torch.arange(capacity)
+    for key, value in compact.transitions(rows).items():
+        torch.testing.assert_close(restored.transitions(rows)[key], value)
+    sample = compact.sample(64, torch.Generator().manual_seed(0))
+    newest = {(compact.position - k - 1) % capacity for k in range(n)}
+    assert not any(torch.equal(sample["obs"][j], compact.obs[r]) for j in range(64) for r in newest)
+
+
+def test_optimize_memory_usage_trains_and_checks_learning_starts(tmp_path):
+    agent = pgrad.train("sac", env="Pendulum-v1", total_steps=300, learning_starts=100, n_envs=2, batch_size=32,
+                        optimize_memory_usage=True, run_dir=str(tmp_path / "r"), preset="none", eval_episodes=1,
+                        tensorboard=False)  # fmt: skip
+    assert agent.evaluation is not None
+    with pytest.raises(ValueError, match="learning_starts=2 is invalid: must be > n_envs=2"):
+        pgrad.train("sac", env="Pendulum-v1", learning_starts=2, n_envs=2, optimize_memory_usage=True,
+                    run_dir=str(tmp_path / "bad"))  # fmt: skip
 
 
 def test_ou_noise_mean_reverts_with_the_stated_variance():

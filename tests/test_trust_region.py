@@ -25,9 +25,22 @@ from pgrad.trust_region import (
 pytestmark = pytest.mark.usefixtures("float64")  # conftest: float64 for exact comparisons
 
 
-def tiny_policy(discrete: bool, seed: int = 0) -> ActorCritic:
+HEADS = {  # a policy head of each kind: Categorical, DiagGaussian, MultiCategorical, Bernoulli
+    True: dict(action_dim=3, discrete=True),
+    False: dict(action_dim=2, discrete=False),
+    "multi": dict(action_dim=5, discrete=False, nvec=[2, 3]),
+    "binary": dict(action_dim=3, discrete=False, binary=True),
+}
+ENUMERABLE = {  # every joint action of the enumerable heads
+    True: [torch.tensor(a) for a in range(3)],
+    "multi": [torch.tensor([a, b]) for a in range(2) for b in range(3)],
+    "binary": [torch.tensor([a, b, c], dtype=torch.float64) for a in (0, 1) for b in (0, 1) for c in (0, 1)],
+}
+
+
+def tiny_policy(discrete, seed: int = 0) -> ActorCritic:
     torch.manual_seed(seed)
-    policy = ActorCritic(obs_dim=3, action_dim=3 if discrete else 2, discrete=discrete, hidden_sizes=(4,))
+    policy = ActorCritic(obs_dim=3, hidden_sizes=(4,), **HEADS[discrete])
     with torch.no_grad():  # move off the 0.01-gain init so the policy is not nearly uniform
         for p in policy.policy_parameters():
             p.add_(0.5 * torch.randn_like(p))
@@ -71,10 +84,8 @@ def _distribution_with(policy: ActorCritic, params: dict[str, torch.Tensor], obs
             return self.inner._policy_out(x)
 
     out = functional_call(Call(policy), {f"inner.{k}": v for k, v in params.items()}, (obs,))
-    if policy.discrete:
-        from pgrad.distributions import Categorical
-
-        return Categorical(out)
+    if policy.discrete:  # Categorical, MultiCategorical or Bernoulli: no parameter outside the network
+        return policy._head_to_distribution(out)
     from pgrad.distributions import DiagGaussian
 
     return DiagGaussian(out, params["log_std"])
@@ -91,17 +102,22 @@ def per_sample_scores(policy: ActorCritic, obs: torch.Tensor, actions: torch.Ten
     return torch.cat([grads[k].reshape(obs.shape[0], -1) for k in named], dim=1)
 
 
-def test_fvp_equals_explicit_fisher_categorical():
-    policy = tiny_policy(discrete=True)
+@pytest.mark.parametrize("kind", [True, "multi", "binary"], ids=["categorical", "multi-categorical", "bernoulli"])
+def test_fvp_equals_explicit_fisher_over_every_joint_action(kind):
+    policy = tiny_policy(kind)
     obs = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
     params = policy.policy_parameters()
-    # F = E_s Σ_a π(a|s) ∇log π(a|s) ∇log π(a|s)ᵀ, the expectation over actions done exactly
-    with torch.no_grad():
-        probs = policy.distribution(obs).probs
+    # F = E_s Σ_a π(a|s) ∇log π(a|s) ∇log π(a|s)ᵀ, the expectation over (joint) actions done exactly
     fisher = torch.zeros(len(flat_params(params)), len(flat_params(params)))
-    for a in range(3):
-        scores = per_sample_scores(policy, obs, torch.full((6,), a))
-        fisher += torch.einsum("b,bi,bj->ij", probs[:, a], scores, scores) / 6
+    total = torch.zeros(6)
+    for a in ENUMERABLE[kind]:
+        actions = a.expand(6, *a.shape)
+        with torch.no_grad():
+            probs = policy.distribution(obs).log_prob(actions).exp()
+        total += probs
+        scores = per_sample_scores(policy, obs, actions)
+        fisher += torch.einsum("b,bi,bj->ij", probs, scores, scores) / 6
+    torch.testing.assert_close(total, torch.ones(6))  # the enumeration is every action, once
     hessian = explicit_kl_hessian(policy, obs)
     torch.testing.assert_close(fisher, hessian, rtol=1e-8, atol=1e-10)  # the notes: Hessian of KL = Fisher
 
@@ -165,7 +181,12 @@ def _problem(seed: int, discrete: bool):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 10_000), st.booleans(), st.sampled_from([1e-4, 1e-3, 1e-2, 0.05]), st.floats(1.0, 50.0))
+@given(
+    st.integers(0, 10_000),
+    st.sampled_from(list(HEADS)),
+    st.sampled_from([1e-4, 1e-3, 1e-2, 0.05]),
+    st.floats(1.0, 50.0),
+)
 def test_line_search_never_accepts_a_step_beyond_the_trust_region(seed, discrete, delta, overshoot):
     """Whatever the step (here the natural step blown up by ``overshoot``), an accepted update has
     exact KL ≤ δ and a better surrogate; a rejected one leaves θ exactly as it was."""
@@ -194,7 +215,7 @@ def test_failed_line_search_restores_the_parameters():
     assert torch.equal(flat_params(params), before)
 
 
-@pytest.mark.parametrize("discrete", [True, False])
+@pytest.mark.parametrize("discrete", list(HEADS), ids=["categorical", "gaussian", "multi-categorical", "bernoulli"])
 def test_npg_step_reaches_kl_close_to_delta_for_small_delta(discrete):
     """½ sᵀFs = δ by construction, so the exact KL of the undamped natural step → δ as δ → 0
     (the quadratic model is second-order accurate); with damping the model over-counts, KL < δ."""

@@ -23,6 +23,11 @@ class AlgoEntry:
     algo_class: type
     loop: str  # "on_policy" (T × N rollouts) | "episodes" (whole episodes) | "off_policy" (replay)
     summary: str
+    actions: tuple[str, ...] = ("Discrete", "MultiDiscrete", "MultiBinary", "Box")  # the action spaces it takes
+
+
+# what every algorithm observes (pgrad.spaces lays each out, pgrad.encoders reads it)
+OBSERVATIONS = "Box (any shape; 3-dim uint8: an image), Discrete, MultiDiscrete, MultiBinary, Dict/Tuple of them"
 
 
 ALGORITHMS: dict[str, AlgoEntry] = {
@@ -76,10 +81,15 @@ ALGORITHMS: dict[str, AlgoEntry] = {
         "trust region: natural step + backtracking until exact KL ≤ δ and L improves",
     ),
     "ddpg": AlgoEntry(
-        "ddpg", DDPGConfig, DDPG, "off_policy", "DDPG: Q(s,a) → r + γQ'(s', μ'(s')); μ ascends Q(s, μ(s)); noise"
+        "ddpg",
+        DDPGConfig,
+        DDPG,
+        "off_policy",
+        "DDPG: Q(s,a) → r + γQ'(s', μ'(s')); μ ascends Q(s, μ(s)); noise",
+        ("Box",),
     ),
     "td3": AlgoEntry(
-        "td3", TD3Config, TD3, "off_policy", "TD3: DDPG + clipped double Q, target smoothing, delayed actor"
+        "td3", TD3Config, TD3, "off_policy", "TD3: DDPG + clipped double Q, target smoothing, delayed actor", ("Box",)
     ),
     "sac": AlgoEntry(
         "sac",
@@ -87,6 +97,7 @@ ALGORITHMS: dict[str, AlgoEntry] = {
         SAC,
         "off_policy",
         "SAC: soft Q with min of twins, tanh-Gaussian π by reparameterisation; v1 (V net, fixed α) or v2 (auto α)",
+        ("Box",),
     ),
     "sac-discrete": AlgoEntry(
         "sac-discrete",
@@ -94,6 +105,7 @@ ALGORITHMS: dict[str, AlgoEntry] = {
         SACDiscrete,
         "off_policy",
         "SAC for Discrete actions: expectations over actions in closed form, auto α",
+        ("Discrete",),
     ),
 }
 

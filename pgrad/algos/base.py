@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgrad.buffers import EpisodeBuffer, ReplayBuffer, RolloutBuffer
+from pgrad.buffers import CompactReplayBuffer, EpisodeBuffer, ReplayBuffer, RolloutBuffer
 from pgrad.distributions import EnvGenerators
 from pgrad.envs import VecEnv
 from pgrad.optim import norms
@@ -201,8 +201,8 @@ class OnPolicyLoop:
                 with torch.inference_mode():
                     real_next = torch.as_tensor(real_next_obs, device=device)
                     final_values[t] = (cut_envs, acting.value(policy, real_next)[cut_envs])
-            if terminated.any() or truncated.any():
-                ended += acting.ended(t, terminated | truncated)
+            if env.ended.any():  # the episodes the env recorded (whole games of an Atari env)
+                ended += acting.ended(t, env.ended)
             obs = torch.as_tensor(next_obs, device=device)
         self.obs = next_obs
         with torch.inference_mode():
@@ -288,9 +288,10 @@ class EpisodeLoop:
         # A time-limit cut ends the episode of the finite-horizon objective REINFORCE estimates.
         dones = terminated | truncated
         self.batch.store(self.obs, actions, rewards, dones, active)
-        if dones.any():
-            self.ended += self.env_slice.ended(self.batch.length - 1, dones)
-            self.used += active[dones].tolist()
+        ends = self.env.ended  # the episodes the env recorded (whole games of an Atari env)
+        if ends.any():
+            self.ended += self.env_slice.ended(self.batch.length - 1, ends)
+            self.used += active[ends].tolist()
         self.finished += dones & active
         self.obs = torch.as_tensor(next_obs, device=self.device)
 
@@ -344,8 +345,10 @@ class OffPolicyLoop:
         self.algo, self.env, self.cfg, self.device = algo, env, cfg, device
         self.discrete = isinstance(env.action_space, gym.spaces.Discrete)
         self.action_shape, action_dtype = action_storage(env.action_space)
-        self.buffer = ReplayBuffer(
-            cfg.buffer_size, env.obs_shape, self.action_shape, action_dtype, device, env.obs_dtype
+        buffer_class = CompactReplayBuffer if cfg.optimize_memory_usage else ReplayBuffer
+        extra = {"n_envs": env.n_envs} if cfg.optimize_memory_usage else {}
+        self.buffer = buffer_class(
+            cfg.buffer_size, env.obs_shape, self.action_shape, action_dtype, device, env.obs_dtype, **extra
         )
         self.buffer.in_checkpoints = cfg.save_replay_buffer
         self.stats = EpisodeStats()
@@ -374,8 +377,8 @@ class OffPolicyLoop:
             next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions, raw=True)
             # Store the real successor and termination only: truncation still bootstraps. Raw
             # observations and rewards: normalised when sampled, with the statistics of then.
-            buffer.add(self.obs, actions, rewards, real_next_obs, terminated)
             dones = terminated | truncated
+            buffer.add(self.obs, actions, rewards, real_next_obs, terminated, dones)
             if dones.any():
                 algo.episodes_ended(np.flatnonzero(dones))
             self.obs = next_obs

@@ -198,10 +198,13 @@ def evaluate_sb3(model, env_id: str, seed: int, episodes: int = 10) -> float:
 def worker(job: dict) -> dict:
     """One training run in this (fresh) process; prints its result as JSON (with the process's peak
     resident memory: what the run allocated, the library and its buffers included)."""
+    import os
     import resource
 
     import torch
 
+    if hasattr(os, "sched_setaffinity") and job["threads"] == 1:  # one core for the whole run, as for every peer
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     torch.set_num_threads(job["threads"])
     case, seed = dict(CASES[job["case"]]), job["seed"]
     case["steps"] = job.get("steps") or case["steps"]
@@ -231,6 +234,8 @@ def worker(job: dict) -> dict:
         last = list(csv.DictReader(open(run_dir / "timing.csv")))[-1]
         wall, steps = float(last["time_elapsed"]), int(last["global_step"])
         eval_mean = agent.evaluation.mean if agent.evaluation else float("nan")
+        # the rollout buffer's observations: n_steps × n_envs stored observations (uint8 for images)
+        buffer_obs = agent.layout.nbytes * case["hp"].get("n_steps", 0) * case["hp"]["n_envs"]
     elif job["lib"] == "sb3":
         import sb3_contrib
         import stable_baselines3
@@ -253,8 +258,11 @@ def worker(job: dict) -> dict:
         model.learn(case["steps"])
         wall, steps = time.perf_counter() - start, model.num_timesteps
         eval_mean = float("nan") if case.get("pixels") else evaluate_sb3(model, case["env"], seed)
+        buffer = getattr(model, "rollout_buffer", None) or getattr(model, "replay_buffer", None)
+        buffer_obs = buffer.observations.nbytes + getattr(buffer, "next_observations", buffer.observations[:0]).nbytes
     else:
         wall, steps, eval_mean = floor(case, job["threads"], min(40_000, case["steps"]))
+        buffer_obs = 0
     return {
         "lib": job["lib"],
         "seed": seed,
@@ -263,6 +271,7 @@ def worker(job: dict) -> dict:
         "sps": steps / wall,
         "eval_mean": eval_mean,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **({"buffer_obs_mb": buffer_obs / 2**20} if job["lib"] != "floor" else {}),
         **({"phase_s": phases} if phases else {}),
     }
 
@@ -347,9 +356,15 @@ def machine() -> str:
     import torch
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), []))
+    extensions = [name for flag, name in (("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512"),
+                                          ("amx_tile", "AMX")) if flag in flags]  # fmt: skip
+    missing = [name for flag, name in (("avx512f", "AVX-512"), ("amx_tile", "AMX")) if flag not in flags]
     import os
 
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+    return (f"{cpu}, {os.cpu_count()} cores ({', '.join(extensions) or 'no AVX2'}"
+            + (f"; no {', no '.join(missing)}" if missing else "")
+            + f"), Python {platform.python_version()}, torch {torch.__version__}")  # fmt: skip
 
 
 def commit() -> str:
@@ -382,18 +397,20 @@ def summarise(name: str, runs: list[dict], floor_sps: float) -> dict:
         "pgrad_eval": evals["pgrad"],
         "sb3_eval": evals["sb3"],
         **{f"{lib}_peak_rss_mb": max(r["peak_rss_mb"] for r in rs) for lib, rs in by.items() if "peak_rss_mb" in rs[0]},
+        **{f"{lib}_buffer_obs_mb": rs[0]["buffer_obs_mb"] for lib, rs in by.items() if "buffer_obs_mb" in rs[0]},
     }
 
 
 def write_markdown(out: Path = RESULTS) -> None:
     rows = []
-    header = None
+    machines: list[str] = []
     for path in sorted(out.glob("*.json")):
         if path.name in ("learning.json", "distributed.json", "profile.json"):
             continue
         data = json.loads(path.read_text())
         s = data["summary"]
-        header = data["machine"]
+        if data["machine"] not in machines:
+            machines.append(data["machine"])
 
         def fmt(values: list[float]) -> str:
             if any(v != v for v in values):  # NaN: a speed-only case
@@ -403,7 +420,10 @@ def write_markdown(out: Path = RESULTS) -> None:
             return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
 
         def mb(lib: str, s: dict = s) -> str:
-            return f"{s[lib + '_peak_rss_mb']:,.0f}" if lib + "_peak_rss_mb" in s else "–"
+            if lib + "_peak_rss_mb" not in s:
+                return "–"
+            peak = f"{s[lib + '_peak_rss_mb']:,.0f}"
+            return f"{peak} ({s[lib + '_buffer_obs_mb']:,.0f})" if lib + "_buffer_obs_mb" in s else peak
 
         def pct(key: str, s: dict = s) -> str:
             return f"{s[key]:.0%}" if key in s else "–"
@@ -417,13 +437,14 @@ def write_markdown(out: Path = RESULTS) -> None:
     text = [
         "# pgrad vs Stable-Baselines3 (`make bench-full`; `make bench` runs a quick set into results/quick/)",
         "",
-        f"Machine: {header}. One torch thread for both; same hyperparameters (in `benchmarks/bench.py`),",
+        f"Machine: {' / '.join(machines)}. One torch thread for both; same hyperparameters (in `benchmarks/bench.py`),",
         "env, budget and episode seeds; runs alternate pgrad / SB3, each in a fresh process. SPS = env steps",
         "per second of training (evaluation excluded). Floor = the same vector env with random actions plus",
         "one batched actor+critic forward per step (pgrad's fused acting network for 64-64 nets, its cheapest). Eval",
         "= deterministic 10-episode mean at the end (– for ppo-atari, speed and memory only: 100k frames teach",
         "nothing worth a score). Peak MB = the training process's peak resident memory (the library, its",
-        "networks and buffers; the highest over seeds).",
+        "networks and buffers; the highest over seeds); in parentheses, the MB of observations its buffer holds.",
+        "Each run is pinned to one core (newer rows; rows measured before pinning say so in their JSON's `pinned`).",
         "pgrad update = the share of pgrad's training time spent in updates; pgrad collect / floor = the",
         "speed of pgrad's collection phase alone (acting + env steps, on-policy cases) against the floor.",
         "",
@@ -568,6 +589,7 @@ def main() -> None:
                     "hyperparameters": case["hp"],
                     "threads": args.threads,
                     "machine": machine(),
+                    "pinned": args.threads == 1,
                     "commit": commit(),
                     "floor": floor_run,
                     "runs": runs,

@@ -26,8 +26,8 @@ POLICY_CLASSES: dict[str, type[torch.nn.Module]] = {
 
 
 def check_normalizer(settings: dict[str, Any], stats: dict[str, np.ndarray], obs_shape: tuple[int, ...]) -> None:
-    # obs_shape: what the normaliser sees (ObsLayout.numeric_shape, (0,) where nothing is numeric)
-    """A saved normaliser's settings and statistics are the kind training writes."""
+    """A saved normaliser's settings and statistics are the kind training writes; ``obs_shape`` is
+    what it normalises (``ObsLayout.numeric_shape``, ``(0,)`` where nothing is numeric)."""
     flag("normalize_obs", settings.get("normalize_obs"))  # checked as the config's fields are
     flag("normalize_reward", settings.get("normalize_reward"))
     in_range("gamma", settings.get("gamma"), 0.0, 1.0)

@@ -82,6 +82,14 @@ class Normalizer:
     def packed(self) -> bool:
         return self.layout is not None and self.layout.packed
 
+    def _on_numeric(self, obs, normalise):
+        """``normalise`` applied to the numeric part of a batch (the whole batch unless packed)."""
+        if not self.packed:
+            return normalise(obs)
+        out = obs.copy() if isinstance(obs, np.ndarray) else obs.clone()
+        self.layout.set_numeric(out, normalise(self.layout.get_numeric(obs)))
+        return out
+
     def update_obs(self, obs: np.ndarray) -> None:
         if self.normalize_obs and self.training:
             self.obs_rms.update(self.layout.get_numeric(obs) if self.packed else obs)
@@ -89,14 +97,10 @@ class Normalizer:
     def obs(self, obs: np.ndarray) -> np.ndarray:
         if not self.normalize_obs:
             return obs
-        numeric = self.layout.get_numeric(obs) if self.packed else obs
-        normed = (numeric - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
-        normed = np.clip(normed, -self.clip_obs, self.clip_obs).astype(np.float32)
-        if not self.packed:
-            return normed
-        out = obs.copy()
-        self.layout.set_numeric(out, normed)
-        return out
+        mean, std = self.obs_rms.mean, np.sqrt(self.obs_rms.var + self.epsilon)
+        return self._on_numeric(
+            obs, lambda x: np.clip((x - mean) / std, -self.clip_obs, self.clip_obs).astype(np.float32)
+        )
 
     def observe_rewards(self, rewards: np.ndarray, dones: np.ndarray) -> None:
         """Update the statistics of the discounted return R ← γR + r (reset at episode ends)."""
@@ -123,13 +127,7 @@ class Normalizer:
             return obs
         mean = torch.as_tensor(self.obs_rms.mean, device=obs.device)
         std = torch.as_tensor(np.sqrt(self.obs_rms.var + self.epsilon), device=obs.device)
-        numeric = self.layout.get_numeric(obs) if self.packed else obs
-        normed = ((numeric.double() - mean) / std).clamp(-self.clip_obs, self.clip_obs).float()
-        if not self.packed:
-            return normed
-        out = obs.clone()
-        self.layout.set_numeric(out, normed)
-        return out
+        return self._on_numeric(obs, lambda x: ((x.double() - mean) / std).clamp(-self.clip_obs, self.clip_obs).float())
 
     def rewards_tensor(self, rewards: Tensor) -> Tensor:
         """:meth:`scale_rewards` for a batch already in a tensor."""

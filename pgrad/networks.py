@@ -161,7 +161,6 @@ class ActorCritic(nn.Module):
             for module in self.modules():
                 if isinstance(module, nn.Linear):
                     module.reset_parameters()
-
         if self.state_dependent_std:
             head = self.policy_head if shared else self.policy_net[-1]
             with torch.no_grad():
@@ -294,13 +293,11 @@ class FusedActorCritic:
 
 def actor_critic_for(cfg, observation_space, action_space) -> ActorCritic:
     """The actor-critic an on-policy config asks for (``OnPolicyConfig`` fields) on these spaces."""
-    head = action_head(action_space)
-    layout = ObsLayout(observation_space, cfg.images)
+    obs_dim, observation = observation_for(cfg, observation_space)
     return ActorCritic(
-        obs_dim=int(np.prod(layout.shape)),  # a plain vector's size (an encoder's width otherwise)
-        discrete="nvec" not in head and "binary" not in head and isinstance(action_space, gym.spaces.Discrete),
-        observation=observation_spec(layout),
-        **head,
+        obs_dim=obs_dim,
+        observation=observation,
+        **action_head(action_space),
         hidden_sizes=cfg.hidden_sizes,
         activation=cfg.activation,
         shared=cfg.shared_network,

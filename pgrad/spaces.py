@@ -23,6 +23,7 @@ bounds 0 and 255; channels first when the first dim is the smallest); ``images``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +118,7 @@ class ObsLayout:
         if self.packed:  # widest dtype first: every leaf's offset is a multiple of its item size
             leaves.sort(key=lambda leaf: -np.dtype(leaf.dtype).itemsize)
             offsets = np.cumsum([0] + [leaf.nbytes for leaf in leaves])
-            leaves = [_with_offset(leaf, int(o)) for leaf, o in zip(leaves, offsets, strict=False)]
+            leaves = [dataclasses.replace(leaf, offset=int(o)) for leaf, o in zip(leaves, offsets, strict=False)]
             self.shape, self.dtype = (-(-int(offsets[-1]) // 8) * 8,), "uint8"  # rows of 8-byte multiples
         else:
             self.shape, self.dtype = leaves[0].shape, leaves[0].dtype
@@ -237,11 +238,6 @@ class ObsLayout:
             start += leaf.size
 
 
-def _with_offset(leaf: Leaf, offset: int) -> Leaf:
-    return Leaf(leaf.keys, leaf.kind, leaf.space_shape, leaf.shape, leaf.dtype, leaf.start, leaf.sizes,
-                leaf.channels_first, offset)  # fmt: skip
-
-
 def _get(obs: Any, keys: tuple) -> Any:
     for key in keys:
         obs = obs[key]
@@ -289,15 +285,17 @@ def action_storage(space: spaces.Space) -> tuple[tuple[int, ...], torch.dtype]:
 
 
 def action_head(space: spaces.Space) -> dict[str, Any]:
-    """What a policy head outputs for ``space``: ``{"action_dim": width, "nvec"?: ..., "binary"?: True}``."""
+    """The policy head for ``space``, as :class:`~pgrad.networks.ActorCritic`'s arguments: its
+    width ``action_dim`` and its distribution (``discrete``: Categorical; ``nvec``: MultiCategorical;
+    ``binary``: Bernoulli; none of them: a Gaussian)."""
     kind = action_kind(space)
     if kind == "discrete":
-        return {"action_dim": int(space.n)}
+        return {"action_dim": int(space.n), "discrete": True}
     if kind == "multi_discrete":
         nvec = [int(n) for n in space.nvec.reshape(-1)]
-        return {"action_dim": sum(nvec), "nvec": nvec}
+        return {"action_dim": sum(nvec), "discrete": False, "nvec": nvec}
     size = int(np.prod(space.shape))
-    return {"action_dim": size, "binary": True} if kind == "binary" else {"action_dim": size}
+    return {"action_dim": size, "discrete": False} | ({"binary": True} if kind == "binary" else {})
 
 
 # ---- JSON (saved agents) ------------------------------------------------------------------------------

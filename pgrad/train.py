@@ -123,8 +123,8 @@ def memory_needed(cfg: RunConfig, obs_bytes: int, action_shape: tuple[int, ...])
     copies = 4 * (6 if hasattr(cfg, "buffer_size") else 2)
     need = {"networks (hidden_sizes)": 4 * one_net * copies}
     if hasattr(cfg, "buffer_size"):
-        copies = 1 if cfg.optimize_memory_usage else 2  # each observation once, or as s and as s'
-        need["replay buffer (buffer_size)"] = cfg.buffer_size * (copies * obs_bytes + 4 * (action_dim + 2))
+        stored = 1 if cfg.optimize_memory_usage else 2  # each observation once, or as s and as s'
+        need["replay buffer (buffer_size)"] = cfg.buffer_size * (stored * obs_bytes + 4 * (action_dim + 2))
     if hasattr(cfg, "n_steps"):
         need["rollout (n_steps × n_envs)"] = cfg.n_steps * cfg.n_envs * (obs_bytes + 4 * (action_dim + 8))
     return need

@@ -41,8 +41,23 @@ CASES = {
                      "128", "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "512"],  # rebuilt from its record
     "ppo-async": ["ppo", "--env", "CartPole-v1", *ON_POLICY, "--total-steps", "2560", "--n-steps", "128",
                   "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "512", "--vectorization", "async"],
+    # a Dict of a uint8 image and a vector (packed rows, the vector key normalised), a CNN
+    "ppo-pixels-dict": ["ppo", "--env", "test_spaces:LitQuadrant", "--env-kwargs", "dict_obs=True", *ON_POLICY,
+                        "--total-steps", "1024", "--n-steps", "64", "--batch-size", "64", "--n-epochs", "2",
+                        "--checkpoint-every", "256", "--normalize-obs"],
+    # images in a compact replay buffer (each observation once, episode ends on the side)
+    "sac-discrete-pixels": ["sac-discrete", "--env", "test_spaces:LitQuadrant", *OFF_POLICY, *WARM,
+                            "--optimize-memory-usage"],
 }  # fmt: skip
-FAST = {"ppo", "a2c", "td3", "sac-v2", "ppo-async", "ppo-user-env"}  # the others are marked slow (still in make test)
+FAST = {
+    "ppo",
+    "a2c",
+    "td3",
+    "sac-v2",
+    "ppo-async",
+    "ppo-user-env",
+    "ppo-pixels-dict",
+}  # the others are marked slow (still in make test)
 
 
 def pgrad(fault: str, *args: str) -> subprocess.CompletedProcess:

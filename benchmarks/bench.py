@@ -489,6 +489,16 @@ def write_markdown(out: Path = RESULTS) -> None:
 READING = """\
 How to read it (what the profile below showed, and what was done about it):
 
+- **Pixels, Atari.** PPO on Breakout with RL Zoo's `atari` preset (8 envs, 4×84×84 uint8 frames, the
+  Nature CNN): parity, 147 vs 147 SPS over three seeds. pgrad's seeds ran at 171/142/128 SPS and
+  SB3's at 148/147/147; both of pgrad's phases slowed alike over its later runs (collect 33 → 49 s,
+  update 116 → 151 s), which is the VM's speed drifting, not the code (each run is a fresh process
+  doing the same work). 77% of pgrad's time is the update: the CNN's convolutions forward and
+  backward on minibatches of 256 frames, the same oneDNN kernels in both libraries; collection runs
+  at 78% of the floor (the emulator, the preprocessing and a batched CNN forward). Both hold the
+  rollout's frames as uint8 (28 MB); peak memory is 621 vs 639 MB, of which ~300 MB is torch, the
+  emulator and the libraries themselves (the floor process alone).
+
 - **On-policy, CartPole.** RL-Zoo's PPO config takes 20 gradient steps on 256 samples per 256 env
   steps (7,800 for 100k steps), so PPO is update-bound: the `pgrad update` column. One eager-PyTorch
   gradient step of the two 64-64 tanh MLPs costs ~1.15 ms here (~670 operator calls: the loss,

@@ -12,17 +12,22 @@ import pytest
 BENCH = Path(__file__).parent.parent / "benchmarks"
 
 
-@pytest.mark.slow
-def test_bench_runs_both_libraries_and_writes_results(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(BENCH / "bench.py"), "--cases", "ppo-cartpole", "--seeds", "0", "--steps", "512"]
-        + ["--out", str(tmp_path)],
+def bench(case: str, steps: int, out: Path) -> dict:
+    """``bench.py`` on one case at a tiny budget, seed 0: its JSON result."""
+    run = subprocess.run(
+        [sys.executable, str(BENCH / "bench.py"), "--cases", case, "--seeds", "0", "--steps", str(steps)]
+        + ["--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
-    assert out.returncode == 0, out.stderr[-2000:]
-    data = json.loads((tmp_path / "ppo-cartpole.json").read_text())
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads((out / f"{case}.json").read_text())
+
+
+@pytest.mark.slow
+def test_bench_runs_both_libraries_and_writes_results(tmp_path):
+    data = bench("ppo-cartpole", 512, tmp_path)
     assert {r["lib"] for r in data["runs"]} == {"pgrad", "sb3"} and data["steps"] == 512
     pgrad_run = next(r for r in data["runs"] if r["lib"] == "pgrad")
     assert pgrad_run["phase_s"]["update"] > 0 and pgrad_run["phase_s"]["collect"] > 0
@@ -33,17 +38,13 @@ def test_bench_runs_both_libraries_and_writes_results(tmp_path):
 
 @pytest.mark.slow
 def test_bench_atari_case_runs_both_libraries_on_pixels_and_reports_memory(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(BENCH / "bench.py"), "--cases", "ppo-atari", "--seeds", "0", "--steps", "2048"]
-        + ["--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    data = json.loads((tmp_path / "ppo-atari.json").read_text())
+    data = bench("ppo-atari", 2048, tmp_path)
     assert {r["lib"] for r in data["runs"]} == {"pgrad", "sb3"} and data["steps"] == 2048
-    assert data["summary"]["pgrad_peak_rss_mb"] > 0 and data["summary"]["sb3_peak_rss_mb"] > 0
+    summary = data["summary"]
+    assert summary["pgrad_peak_rss_mb"] > 0 and summary["sb3_peak_rss_mb"] > 0
+    # 128 × 8 observations of 4×84×84, uint8 in pgrad's rollout buffer (SB3 2.x stores the space's dtype too)
+    assert summary["pgrad_buffer_obs_mb"] == pytest.approx(128 * 8 * 28_224 / 2**20)
+    assert summary["sb3_buffer_obs_mb"] > 0
     assert "| ppo-atari | 2,048 | 1 |" in (tmp_path / "RESULTS.md").read_text()
 
 

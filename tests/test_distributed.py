@@ -54,6 +54,20 @@ def test_env_slices_and_config_validation():
 SHORT = dict(env="CartPole-v1", seed=3, n_envs=4, tensorboard=False, eval_episodes=2)
 
 
+def test_workers_sample_tuple_observations_as_one_process_does(ray_runtime, tmp_path):
+    """Blackjack's observations are a Tuple of three Discretes: packed int64 rows travel from the
+    workers, and the run equals the single-process one; A3C's workers encode them as well."""
+    fields = dict(env="Blackjack-v1", seed=1, n_envs=4, tensorboard=False, eval_episodes=2, total_steps=2048,
+                  n_steps=128, batch_size=128)  # fmt: skip
+    single = pgrad.train("ppo", run_dir=str(tmp_path / "single"), **fields)
+    split = pgrad.train("ppo", run_dir=str(tmp_path / "split"), workers=2, **fields)
+    assert all(torch.equal(v, split.policy.state_dict()[k]) for k, v in single.policy.state_dict().items())
+    assert (tmp_path / "single" / "progress.csv").read_text() == (tmp_path / "split" / "progress.csv").read_text()
+    a3c = pgrad.train("a3c", env="Blackjack-v1", n_envs=4, total_steps=2000, run_dir=str(tmp_path / "a3c"),
+                      tensorboard=False, eval_episodes=2)  # fmt: skip
+    assert a3c.layout.packed and len(a3c.evaluation.returns) == 2
+
+
 @pytest.mark.parametrize(
     "algo,fields",
     [

@@ -150,8 +150,8 @@ class ObsLayout:
 
     def store(self, obs: Any, batch: int) -> np.ndarray:
         """A batch of ``batch`` observations in the space's structure → ``[batch, *shape]``."""
-        if self.trivial:
-            return np.asarray(obs, np.float32).reshape(batch, *self.shape)
+        if self.trivial:  # (a Dict or Tuple of one Box has its one key to look up)
+            return np.asarray(_get(obs, self.leaves[0].keys), np.float32).reshape(batch, *self.shape)
         arrays = [self._leaf_array(leaf, _get(obs, leaf.keys), batch) for leaf in self.leaves]
         if not self.packed:
             return arrays[0]

@@ -41,6 +41,7 @@ OBSERVATIONS = {
     "multi-binary": spaces.MultiBinary(4),
     "box-2d": spaces.Box(-1.0, 1.0, (2, 3), np.float32),
     "box-scalar": spaces.Box(-1.0, 1.0, (), np.float32),
+    "dict-of-one-box": spaces.Dict({"state": spaces.Box(-1.0, 1.0, (3,), np.float32)}),
 }
 ACTIONS = {
     "discrete-start": spaces.Discrete(3, start=-1),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,12 @@ from pgrad.checkpoint import CheckpointError, atomic_write
 
 
 class RunLogger:
+    """``progress_bar``: a rich bar on a terminal; where stderr is not one (a pipe, a file, a CI log)
+    a plain line at the first update, every ``LINE_EVERY`` seconds and at the last, since a bar
+    there would print nothing until the run ends."""
+
+    LINE_EVERY = 5.0  # seconds between plain progress lines
+
     def __init__(
         self,
         run_dir: Path,
@@ -59,7 +66,10 @@ class RunLogger:
             self._writer = SummaryWriter(str(self.run_dir), purge_step=purge)
         self._start = time.perf_counter()
         self._progress: Progress | None = None
-        if progress_bar:
+        console = Console(stderr=True)
+        self._lines = progress_bar and not console.is_terminal
+        self._last_line: float | None = None
+        if progress_bar and not self._lines:
             self._progress = Progress(
                 BarColumn(bar_width=24),
                 MofNCompleteColumn(),
@@ -67,7 +77,7 @@ class RunLogger:
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=console,
                 transient=False,
             )
             self._task = self._progress.add_task(
@@ -90,14 +100,17 @@ class RunLogger:
         if self._writer is not None:
             scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
             self._tensorboard(global_step, scalars | {"charts/SPS": sps})
+        ret = metrics.get("charts/episodic_return", float("nan"))
+        ret_text = "-" if not math.isfinite(ret) else f"{ret:.1f}"
         if self._progress is not None:
-            ret = metrics.get("charts/episodic_return", float("nan"))
-            self._progress.update(
-                self._task,
-                completed=min(global_step, self.total_steps),
-                sps=f"{sps:,.0f}",
-                ret="-" if not math.isfinite(ret) else f"{ret:.1f}",
-            )
+            self._progress.update(self._task, completed=min(global_step, self.total_steps), sps=f"{sps:,.0f}",
+                                  ret=ret_text)  # fmt: skip
+        elif self._lines:
+            now = time.perf_counter()
+            if self._last_line is None or now - self._last_line >= self.LINE_EVERY or global_step >= self.total_steps:
+                self._last_line = now
+                print(f"step {global_step:,}/{self.total_steps:,} · {sps:,.0f} SPS · return {ret_text} · "
+                      f"{elapsed:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
 
     def log_eval(self, global_step: int, mean_return: float, std_return: float) -> None:
         if self._writer is not None:

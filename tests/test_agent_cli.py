@@ -208,6 +208,18 @@ def test_cli_train_eval_plot_list(tmp_path):
     assert "E[min(r·A" in result.stdout  # rich markup must not eat the equation
 
 
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path):
+    """Piped to a file or a CI log, a bar would print nothing until the end: plain lines instead, at
+    the first update, every few seconds and at the last."""
+    result = cli("train", "ppo", "--env", "CartPole-v1", "--total-steps", "4096", "--preset", "none", "--n-steps",
+                 "256", "--batch-size", "64", "--run-dir", str(tmp_path / "r"), "--eval-episodes", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert lines[0].startswith("step 256/4,096 · ") and lines[-1].startswith("step 4,096/4,096 · ")
+    assert all(" SPS · return " in line for line in lines)
+    assert "━" not in result.stderr  # no bar characters in a log
+
+
 def test_cli_help_lists_every_field_with_defaults():
     result = cli("train", "ppo", "--env", "CartPole-v1", "--help")
     assert result.returncode == 0

@@ -124,11 +124,7 @@ def test_distributed_rejects_normalization_clearly(ray_runtime, tmp_path):
 def test_a3c_learns_cartpole_within_300k_steps(ray_runtime, tmp_path):
     agent = pgrad.train("a3c", env="CartPole-v1", total_steps=300_000, seed=0, run_dir=str(tmp_path / "a3c"),
                         tensorboard=False)  # fmt: skip
-    # Asynchronous: the order gradients arrive in depends on the machine's load, so the result is not
-    # a function of the seed. Alone on 2 cores seeds 0-2 reach 500; under `make test`, with the other
-    # xdist worker's tests sharing the cores, one run reached 368 (passed at 500 when rerun). A random
-    # policy makes ~22: 300 is learning, with room for the load.
-    assert agent.evaluation.mean >= 300, agent.evaluation.returns
+    assert agent.evaluation.mean >= 400, agent.evaluation.returns
     header, *rows = (tmp_path / "a3c" / "progress.csv").read_text().splitlines()
     staleness = [float(r.split(",")[header.split(",").index("charts/staleness")]) for r in rows]
     assert 0 < np.mean(staleness) < 2  # asynchronous: gradients arrive about one update late with 2 workers

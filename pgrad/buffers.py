@@ -281,6 +281,7 @@ class CompactReplayBuffer(ReplayBuffer):
         super().__init__(capacity, obs_shape, action_shape, action_dtype, device, obs_dtype)
         self.n_envs = n_envs
         self.final_obs: dict[int, Tensor] = {}  # row → the real final observation of the episode it ended
+        self.has_final = torch.zeros(capacity, dtype=torch.bool, device=self.device)  # the rows final_obs holds
 
     def add(self, obs, actions, rewards, next_obs, terminated, ended=None) -> None:
         n = len(rewards)
@@ -289,9 +290,11 @@ class CompactReplayBuffer(ReplayBuffer):
         rows = [(self.position + k) % self.capacity for k in range(n)]
         for row in rows:
             self.final_obs.pop(row, None)  # the row is overwritten, and its episode end with it
+        self.has_final[rows] = False
         super().add(obs, actions, rewards, None, terminated)
         for k in np.flatnonzero(ended):
             self.final_obs[rows[k]] = torch.as_tensor(np.array(next_obs[k]), device=self.device)
+            self.has_final[rows[k]] = True
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, Tensor]:
         """A uniform sample over every row whose successor is stored (all but the newest ``N``)."""
@@ -304,10 +307,8 @@ class CompactReplayBuffer(ReplayBuffer):
 
     def transitions(self, idx: Tensor) -> dict[str, Tensor]:
         next_obs = self.obs[(idx + self.n_envs) % self.capacity]
-        for j, row in enumerate(idx.tolist()):
-            final = self.final_obs.get(row)
-            if final is not None:
-                next_obs[j] = final
+        for j in torch.nonzero(self.has_final[idx]).flatten().tolist():  # the few rows that ended episodes
+            next_obs[j] = self.final_obs[int(idx[j])]
         return {
             "obs": self.obs[idx],
             "actions": self.actions[idx],
@@ -334,3 +335,5 @@ class CompactReplayBuffer(ReplayBuffer):
         if finals.dtype != self.obs.dtype or ((rows < 0) | (rows >= self.size)).any():
             raise ValueError("replay buffer final observations name rows it does not have")
         self.final_obs = {int(r): f.clone() for r, f in zip(rows, finals, strict=True)}
+        self.has_final.zero_()
+        self.has_final[rows.to(self.device)] = True

@@ -128,31 +128,32 @@ class Categorical:
         # H = −Σ_a π(a|s) log π(a|s)
         return -(self.probs * self.logits).sum(-1)
 
-    @classmethod
-    def _normalised(cls, log_probs: Tensor) -> Categorical:
-        """From log-probabilities that are already normalised (no second log-softmax, whose
-        rounding would move them by an ulp)."""
-        dist = cls.__new__(cls)
+    def _normalised(self, log_probs: Tensor) -> Categorical:
+        """The same kind of distribution from log-probabilities that are already normalised (no
+        second log-softmax, whose rounding would move them by an ulp)."""
+        dist = type(self).__new__(type(self))
+        dist.__dict__.update(self.__dict__)  # a MultiCategorical's nvec too
         dist.logits = log_probs
         return dist
 
     def __getitem__(self, index) -> Categorical:
-        return Categorical._normalised(self.logits[index])
+        return self._normalised(self.logits[index])
 
     def detach(self) -> Categorical:
         """A frozen copy: later in-place changes to the network do not reach it."""
-        return Categorical._normalised(self.logits.detach().clone())
+        return self._normalised(self.logits.detach().clone())
 
     def kl(self, other: Categorical) -> Tensor:
         # KL(p‖q) = Σ_a p(a) (log p(a) − log q(a))
         return (self.probs * (self.logits - other.logits)).sum(-1)
 
 
-class MultiCategorical:
+class MultiCategorical(Categorical):
     """Independent categoricals over a MultiDiscrete space's ``K`` indices, of ``nvec[k]`` values each,
     from concatenated logits ``[B, Σ nvec]``; actions are int64 ``[B, K]``. As the factors are
     independent, log-probabilities, entropies and KL divergences are the sums of the factors'
-    (``log π(a|s) = Σ_k log π_k(a_k|s)``)."""
+    (``log π(a|s) = Σ_k log π_k(a_k|s)``): Categorical's entropy and KL, summed over every factor's
+    values at once, are exactly those sums."""
 
     def __init__(self, logits: Tensor, nvec: list[int] | tuple[int, ...]):
         self.nvec = list(nvec)
@@ -160,10 +161,6 @@ class MultiCategorical:
 
     def _split(self, x: Tensor) -> tuple[Tensor, ...]:
         return x.split(self.nvec, dim=-1)
-
-    @property
-    def probs(self) -> Tensor:
-        return self.logits.exp()
 
     def sample(self, generator: torch.Generator | EnvGenerators | None = None) -> Tensor:
         # Gumbel-max per factor, the noise of all factors drawn at once (one stream per env)
@@ -175,26 +172,7 @@ class MultiCategorical:
 
     def log_prob(self, actions: Tensor) -> Tensor:
         offsets = actions.new_tensor([0, *self.nvec[:-1]]).cumsum(0)  # where factor k starts in the logits
-        return self.logits.gather(-1, actions.long() + offsets).sum(-1)
-
-    def entropy(self) -> Tensor:
-        # H = Σ_k H_k = −Σ_k Σ_a π_k(a|s) log π_k(a|s): one sum over every factor's values
-        return -(self.probs * self.logits).sum(-1)
-
-    def _normalised(self, log_probs: Tensor) -> MultiCategorical:
-        dist = MultiCategorical.__new__(MultiCategorical)
-        dist.nvec, dist.logits = self.nvec, log_probs
-        return dist
-
-    def __getitem__(self, index) -> MultiCategorical:
-        return self._normalised(self.logits[index])
-
-    def detach(self) -> MultiCategorical:
-        return self._normalised(self.logits.detach().clone())
-
-    def kl(self, other: MultiCategorical) -> Tensor:
-        # KL(p‖q) = Σ_k Σ_a p_k(a) (log p_k(a) − log q_k(a))
-        return (self.probs * (self.logits - other.logits)).sum(-1)
+        return self.logits.gather(-1, actions.long() + offsets).sum(-1)  # Σ_k log π_k(a_k|s)
 
 
 class Bernoulli:

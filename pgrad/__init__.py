@@ -4,9 +4,11 @@ import pgrad
 agent = pgrad.train("ppo", env="CartPole-v1", total_steps=100_000, seed=0)
 agent.save("runs/ppo"); agent = pgrad.load("runs/ppo")
 action = agent.act(obs, deterministic=True)
+agent.learn(50_000)  # train on from the run's final checkpoint
 """
 
 from pgrad.agent import Agent, load
+from pgrad.callbacks import Callback, RunInfo
 from pgrad.envspec import EnvSpec
 from pgrad.evaluation import evaluate
 from pgrad.train import resume, train
@@ -20,4 +22,4 @@ def sweep(*args, **kwargs):
 
 
 __version__ = "0.1.0"
-__all__ = ["Agent", "EnvSpec", "evaluate", "load", "resume", "sweep", "train", "__version__"]
+__all__ = ["Agent", "Callback", "EnvSpec", "RunInfo", "evaluate", "load", "resume", "sweep", "train", "__version__"]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from pgrad import checkpoint
-from pgrad.config import flag, in_range, positive
+from pgrad.config import flag, in_range, plain, positive, positive_int
 from pgrad.envs import ActionMap, Normalizer
 from pgrad.envspec import EnvSpec
 from pgrad.networks import ActorCritic, CategoricalActor, DeterministicActor, SquashedGaussianActor
@@ -67,6 +67,8 @@ class Agent:
         self.config = config or {}
         self.device = next(policy.parameters()).device
         self.env_spec: EnvSpec | None = None  # the live spec of a run in this process (a lambda, say)
+        self.user_spec: EnvSpec | None = None  # the same before pgrad's preprocessing (to train on again)
+        self.run_dir: os.PathLike | None = None  # the run directory it was trained or loaded in
         self.env_record: dict[str, Any] = {"id": env_id}  # what agent.json records (rebuilt on evaluation)
 
     def make_env_spec(self) -> EnvSpec:
@@ -97,7 +99,31 @@ class Agent:
             return int(actions[0]) if self.action_map.discrete else actions[0]
         return actions
 
-    def save(self, directory: str | os.PathLike) -> None:
+    def learn(self, steps: int, callbacks: Any = None, env: Any = None) -> Agent:
+        """Train ``steps`` more env steps in this agent's run directory, from its run's last checkpoint
+        (SB3's ``model.learn(steps, reset_num_timesteps=False)``): the run goes on exactly as one
+        started with the larger total would, up to a linear schedule now spanning the new total.
+        ``pgrad.train`` keeps the final checkpoint this needs (``save_final_checkpoint``); an agent
+        from ``pgrad.load(run)`` continues that run. ``env``: the run's env again where it has no
+        import path. This agent becomes the further-trained one, and is returned."""
+        from pgrad.train import resume
+
+        positive_int("steps", plain(steps))
+        if self.run_dir is None:
+            raise ValueError("this agent has no run directory to continue (it was not trained or loaded from a run)")
+        done = checkpoint.checkpoint_step(self.run_dir)
+        trained = resume(
+            self.run_dir,
+            env=self.user_spec if env is None else env,
+            total_steps=done + plain(steps),
+            callbacks=callbacks,
+        )
+        self.__dict__.update(trained.__dict__)
+        return self
+
+    def save(self, directory: str | os.PathLike, best: dict[str, Any] | None = None) -> None:
+        """Write ``model.safetensors`` + ``agent.json`` into ``directory``; with ``best`` (the evaluation
+        it won: step, mean return), the best model's files ``best_model.safetensors`` + ``best_agent.json``."""
         tensors = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
         tensors |= {f"normalizer.{k}": torch.as_tensor(v) for k, v in self.normalizer.state_dict().items()}
         norm = self.normalizer
@@ -119,12 +145,15 @@ class Agent:
             "config": self.config,
             "env_spec": self.env_spec.to_json() if self.env_spec is not None else self.env_record,
         }
-        checkpoint.save(directory, tensors, meta)
+        if best is not None:
+            checkpoint.save(directory, tensors, meta | {"best": best}, checkpoint.BEST_FILES)
+        else:
+            checkpoint.save(directory, tensors, meta)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> Agent:
+    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu", best: bool = False) -> Agent:
         device = check_device(device)
-        tensors, meta = checkpoint.load(directory)
+        tensors, meta = checkpoint.load(directory, checkpoint.BEST_FILES if best else checkpoint.DEFAULT_FILES)
         try:
             for field in ("algo", "env_id"):
                 if not isinstance(meta.get(field), str):
@@ -160,6 +189,7 @@ class Agent:
             if not isinstance(record, dict):
                 raise ValueError(f"env_spec={record!r} is not an object")
             agent.env_record = record  # not imported here: loading never imports a module
+            agent.run_dir = directory
         except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
             raise checkpoint.CheckpointError(
                 f"{directory}: the saved agent is invalid or not of this pgrad ({type(e).__name__}: {e})"
@@ -168,24 +198,30 @@ class Agent:
 
 
 def check_device(device: str | torch.device) -> torch.device:
-    """A torch device this machine has; ``ValueError`` naming what is available otherwise."""
+    """A torch device this machine has (cpu, cuda, cuda:N, mps); ``ValueError`` naming what is available
+    otherwise."""
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device={device!r} is invalid: use 'cpu' or 'cuda' (or 'cuda:N')") from None
+        raise ValueError(f"device={device!r} is invalid: use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={str(device)!r} is invalid: use 'cpu', 'cuda', 'cuda:N' or 'mps'")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} is invalid here: torch sees no CUDA device (use 'cpu')")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(
             f"device={str(device)!r} is invalid: this machine has {torch.cuda.device_count()} CUDA device(s)"
         )
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={str(device)!r} is invalid: use 'cpu' or 'cuda'")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"device={str(device)!r} is invalid here: torch has no MPS (Apple GPU) backend (use 'cpu')")
     return device
 
 
-def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Agent:
-    """Load an agent saved by ``Agent.save`` (or a run directory of ``pgrad train``)."""
+def load(directory: str | os.PathLike, device: str | torch.device = "cpu", best: bool = False) -> Agent:
+    """Load an agent saved by ``Agent.save`` (or a run directory of ``pgrad train``); ``best``: the
+    run's best model (the best evaluation during training) instead of the final one."""
     if not isinstance(directory, (str, os.PathLike)) or not str(directory):
         raise ValueError(f"directory={directory!r} is invalid: the path of a saved agent or run directory")
-    return Agent.load(directory, device)
+    flag("best", best)
+    return Agent.load(directory, device, best)

@@ -27,6 +27,8 @@ FORMAT = "pgrad-agent"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
 META_FILE = "agent.json"
+DEFAULT_FILES = (MODEL_FILE, META_FILE)
+BEST_FILES = ("best_model.safetensors", "best_agent.json")  # the best evaluation's agent, beside the final one
 
 
 class CheckpointError(ValueError):
@@ -101,22 +103,35 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     return tensors, metadata
 
 
-def save(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Save tensors and JSON metadata into ``directory`` (weights first, then the JSON that names them)."""
+def save(
+    directory: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    files: tuple[str, str] = DEFAULT_FILES,
+) -> None:
+    """Save tensors and JSON metadata into ``directory`` as ``files`` (weights, JSON): the weights
+    first, then the JSON that names them."""
     directory = Path(directory)
-    atomic_write(directory / MODEL_FILE, _serialize(tensors, {"format": FORMAT}))
+    atomic_write(directory / files[0], _serialize(tensors, {"format": FORMAT}))
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
-    atomic_write(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+    atomic_write(directory / files[1], json.dumps(meta, indent=2, sort_keys=True).encode())
 
 
-def load(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load(
+    directory: str | os.PathLike, files: tuple[str, str] = DEFAULT_FILES
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read ``(tensors, meta)`` back; raise :class:`CheckpointError` on anything unexpected."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{str(directory)!r} is not a directory with a saved pgrad agent")
-    meta_path, model_path = directory / META_FILE, directory / MODEL_FILE
+    model_path, meta_path = directory / files[0], directory / files[1]
     for p in (meta_path, model_path):
         if not p.is_file():
+            if files == BEST_FILES:
+                raise CheckpointError(
+                    f"{str(directory)!r} has no best model ({files[0]} + {files[1]}): runs that evaluate "
+                    "during training keep one (--eval-every N)"
+                )
             raise CheckpointError(f"{str(directory)!r} has no {p.name}: not a saved pgrad agent (or an unfinished run)")
     try:
         meta = json.loads(meta_path.read_text(), parse_constant=_no_constant)
@@ -150,6 +165,28 @@ def save_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tenso
     """One file, written atomically: the tensors, and the JSON state in the safetensors header."""
     metadata = {"format": CHECKPOINT_FORMAT, "format_version": str(FORMAT_VERSION), "state": json.dumps(state)}
     atomic_write(Path(directory) / CHECKPOINT_FILE, _serialize(tensors, metadata))
+
+
+def checkpoint_step(directory: str | os.PathLike) -> int:
+    """The step of ``directory``'s checkpoint, read from its header alone (the tensors, a replay buffer
+    among them, stay on disk)."""
+    path = Path(directory) / CHECKPOINT_FILE
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        step = json.loads(header["__metadata__"]["state"])["global_step"]
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{str(directory)!r} has no {CHECKPOINT_FILE}: it kept no training state to continue from "
+            "(train with save_final_checkpoint=True or checkpoint_every=N)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError, MemoryError) as e:
+        raise CheckpointError(
+            f"{path}: its header is unreadable ({type(e).__name__}: {e}); the file is corrupt"
+        ) from None
+    if type(step) is not int or step < 0:
+        raise CheckpointError(f"{path}: global_step={step!r} is not a step; the file is corrupt")
+    return step
 
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -24,8 +24,8 @@ USAGE = """usage: pgrad <command> ...
 
 commands:
   train ALGO [--env ENV] [--total-steps N] [--seed S] [--preset auto|none] [FLAGS]   train an agent
-  train --resume RUN_DIR                                                          continue from its checkpoint
-  eval RUN_DIR [--episodes 10] [--video out.mp4]                                  evaluate a saved agent
+  train --resume RUN_DIR [--total-steps N]                                        continue (or extend) a run
+  eval RUN_DIR [--episodes 10] [--best] [--video out.mp4]                         evaluate a saved agent
   plot RUN_OR_SWEEP_DIR... [-o curves.png]                                        learning curves (mean ± std over seeds)
   list                                                                            algorithms and presets
   sweep ALGO --seeds 0,1,2 [--grid FIELD=V1,V2]... [--set FIELD=V]...             seeds × grid on Ray
@@ -76,11 +76,8 @@ def cmd_train(argv: list[str]) -> int:
     from pgrad.envspec import EnvSpec
     from pgrad.train import resolve_config, resume, run
 
-    if argv and argv[0] == "--resume" or (argv and argv[0].startswith("--resume=")):
-        target = argv[0].split("=", 1)[1] if "=" in argv[0] else (argv[1] if len(argv) > 1 else None)
-        if not target or len(argv) > (1 if "=" in argv[0] else 2):
-            raise UsageError("usage: pgrad train --resume RUN_DIR (the run's config is read from RUN_DIR)")
-        return _training(lambda: resume(target))
+    if argv and (argv[0] == "--resume" or argv[0].startswith("--resume=")):
+        return _training(lambda: resume(*_resume_args(argv)))
     if not argv or argv[0].startswith("-"):
         raise UsageError("pgrad train needs an algorithm: pgrad train ALGO [flags] (see `pgrad list`)")
     entry = get_algo(argv[0])
@@ -117,6 +114,22 @@ def cmd_train(argv: list[str]) -> int:
     if cfg.env != env:  # --env given twice, say: the spec follows the config's value
         spec = EnvSpec.from_user(cfg.env, env_kwargs, wrappers)
     return _training(lambda: run(entry.name, cfg, sources, preset_name, spec, check_env))
+
+
+def _resume_args(argv: list[str]) -> tuple[str, None, int | None]:
+    """``--resume RUN_DIR [--total-steps N]``: the run, and the total to extend it to."""
+    usage = "usage: pgrad train --resume RUN_DIR [--total-steps N] (the run's config is read from RUN_DIR)"
+    parser = argparse.ArgumentParser(prog="pgrad train --resume", add_help=False)
+    parser.add_argument("--resume", required=True)
+    parser.add_argument("--total-steps", type=int, default=None)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = parser.parse_args(argv)
+    except SystemExit:
+        raise UsageError(usage) from None
+    if args.total_steps is not None and args.total_steps < 1:
+        raise UsageError(f"--total-steps {args.total_steps} is invalid: must be an integer >= 1")
+    return args.resume, None, args.total_steps
 
 
 ENV_FLAGS_HELP = """environment flags (besides --env ID | module:EnvId | module:Factory):
@@ -184,7 +197,12 @@ def cmd_eval(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="pgrad eval", description="Evaluate a saved agent.")
     parser.add_argument("run_dir", help="run directory (or any directory with a saved agent)")
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="episode seeds seed + 10^6 + i (default: the run's seed, as its evaluations)",
+    )
     parser.add_argument(
         "--env",
         default=None,
@@ -192,6 +210,8 @@ def cmd_eval(argv: list[str]) -> int:
     )
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     parser.add_argument("--video", default=None, help="write the episodes' frames to this .mp4 or .gif")
+    parser.add_argument("--best", action="store_true", help="the run's best model (best evaluation during training)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     args = parser.parse_args(argv)
     from rich.console import Console
     from rich.markup import escape
@@ -201,15 +221,20 @@ def cmd_eval(argv: list[str]) -> int:
 
     if args.episodes < 1:
         raise UsageError(f"--episodes {args.episodes} is invalid: must be >= 1")
-    if args.seed < 0 or args.seed >= 2**31:
+    if args.seed is not None and not 0 <= args.seed < 2**31:
         raise UsageError(f"--seed {args.seed} is invalid: must be an integer in [0, 2^31)")
     if args.video:
         check_video_path(args.video)  # before loading or running anything
-    agent = load(args.run_dir)
-    result = evaluate(agent, args.episodes, args.seed, args.env, deterministic=not args.stochastic, video=args.video)
+    agent = load(args.run_dir, device=args.device, best=args.best)
+    import torch
+
+    torch.set_num_threads(agent.config.get("torch_threads", 1))  # as in training: its evaluations reproduce
+    seed = args.seed if args.seed is not None else agent.config.get("seed", 0)
+    result = evaluate(agent, args.episodes, seed, args.env, deterministic=not args.stochastic, video=args.video)
     mode = "stochastic" if args.stochastic else "deterministic"
     video = f"; video in {args.video}" if args.video else ""
-    summary = f"{agent.algo} on {args.env or agent.env_id}: mean return {result.mean:.2f} ± {result.std:.2f} "
+    which = " (best model)" if args.best else ""
+    summary = f"{agent.algo}{which} on {args.env or agent.env_id}: mean return {result.mean:.2f} ± {result.std:.2f} "
     Console().print(escape(summary + f"over {args.episodes} {mode} episodes{video}"))  # paths are text, not markup
     print(json.dumps(result.to_json()))
     return 0
@@ -233,13 +258,19 @@ def cmd_plot(argv: list[str]) -> int:
         else:
             raise UsageError(f"{run!r} is not a pgrad run or sweep directory (no progress.csv or sweep.json)")
     check_output(args.output)
-    columns = {c for run in runs for c in csv_columns(Path(run) / "progress.csv")}
+    columns = {c for run in runs for c in metric_columns(Path(run))}
     if args.metric not in columns:
-        raise UsageError(
-            f"--metric {args.metric!r} is invalid: the runs log {', '.join(sorted(columns - {'global_step'}))}"
-        )
+        raise UsageError(f"--metric {args.metric!r} is invalid: the runs log {', '.join(sorted(columns))}")
     print(plot_runs(runs, args.output, args.metric))
     return 0
+
+
+def metric_columns(run: Path) -> list[str]:
+    """What ``pgrad plot --metric`` can draw of a run: progress.csv's columns, and eval.csv's as ``eval/…``."""
+    names = [c for c in csv_columns(run / "progress.csv") if c != "global_step"]
+    if (run / "eval.csv").is_file():
+        names += [f"eval/{c}" for c in csv_columns(run / "eval.csv")[1:3]]  # mean_return, std_return
+    return names
 
 
 def csv_columns(path: Path) -> list[str]:

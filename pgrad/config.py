@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -39,6 +40,7 @@ def plain(value: Any) -> Any:
     return value
 
 
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 MAX_N_ENVS = 4096  # more is a typo, not a plan: 10^6 envs took minutes to build and then hung
 MAX_TORCH_THREADS = 1024  # torch.set_num_threads(100000) segfaults
 
@@ -108,14 +110,24 @@ class RunConfig:
     """Running mean/std normalisation of observations (saved with the agent, frozen at evaluation)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Torch device; auto picks cuda when available."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps."""
     torch_threads: int = 1
     """Torch CPU threads (1 is fastest for small MLPs on small machines: see benchmarks/)."""
     eval_episodes: int = 10
     """Deterministic evaluation episodes at the end of training (0 to skip)."""
     eval_every: int = 0
-    """Also evaluate every this many steps during training (0: only at the end)."""
+    """Also evaluate every this many steps during training (0: only at the end): a row in eval.csv, a line
+    on stdout, TensorBoard, and best_model.safetensors whenever the mean return improves."""
+    eval_deterministic: bool = True
+    """Evaluate with the policy's mode (False: sample actions)."""
+    stop_at_return: float | None = None
+    """Stop training once an evaluation's mean return reaches this (needs eval_every > 0)."""
+    save_final_checkpoint: bool = False
+    """Keep the training state at the end, so `pgrad train --resume RUN --total-steps N` can extend the run
+    (runs with checkpoint_every > 0 keep it anyway)."""
+    init_from: str | None = None
+    """Start from the policy weights and observation normaliser of this saved run (fine-tuning; same spaces)."""
     checkpoint_every: int = 0
     """Save the agent every this many steps (0: only at the end)."""
     log_interval: int = 1
@@ -127,7 +139,9 @@ class RunConfig:
     tensorboard: bool = True
     """Write TensorBoard event files."""
     progress_bar: bool = True
-    """Show a progress bar while training."""
+    """Show a progress bar while training (plain lines every few seconds where stderr is not a terminal)."""
+    verbose: int = 1
+    """0: nothing on stdout; 1: evaluation lines and the final summary; 2: also every progress row."""
     images: Literal["auto", "channels-first", "channels-last", "off"] = "auto"
     """Which 3-dim Box observations are images for a CNN: auto (uint8 in [0, 255], as SB3 detects them),
     channels-first/-last (every 3-dim Box, that channel order), off (none: flattened)."""
@@ -152,7 +166,8 @@ class RunConfig:
         require("n_envs", self.n_envs, _is_int(self.n_envs) and 1 <= self.n_envs <= MAX_N_ENVS,
                 f"must be an integer in [1, {MAX_N_ENVS}]")  # fmt: skip
         one_of("vectorization", self.vectorization, ("sync", "async"))
-        one_of("device", self.device, ("auto", "cpu", "cuda"))
+        require("device", self.device, isinstance(self.device, str) and DEVICE.fullmatch(self.device) is not None,
+                "must be auto, cpu, cuda, cuda:N or mps")  # fmt: skip
         require("torch_threads", self.torch_threads, _is_int(self.torch_threads) and
                 1 <= self.torch_threads <= MAX_TORCH_THREADS, f"must be an integer in [1, {MAX_TORCH_THREADS}]")  # fmt: skip
         require("run_dir", self.run_dir, self.run_dir is None or (isinstance(self.run_dir, str) and
@@ -160,6 +175,13 @@ class RunConfig:
         non_negative_int("eval_episodes", self.eval_episodes)
         non_negative_int("eval_every", self.eval_every)
         non_negative_int("checkpoint_every", self.checkpoint_every)
+        if self.stop_at_return is not None:
+            require("stop_at_return", self.stop_at_return, _is_num(self.stop_at_return), "must be a finite number")
+            require("stop_at_return", self.stop_at_return, self.eval_every > 0,
+                    "needs eval_every > 0 (it stops on an evaluation during training)")  # fmt: skip
+        require("init_from", self.init_from, self.init_from is None or (isinstance(self.init_from, str) and
+                bool(self.init_from.strip())), "must be the path of a saved run or agent")  # fmt: skip
+        require("verbose", self.verbose, self.verbose in (0, 1, 2) and _is_int(self.verbose), "must be 0, 1 or 2")
         positive_int("log_interval", self.log_interval)
         one_of("images", self.images, ("auto", "channels-first", "channels-last", "off"))
         require("frame_stack", self.frame_stack, _is_int(self.frame_stack) and 1 <= self.frame_stack <= 64,

@@ -276,7 +276,7 @@ class _OnWorkers:
 class DistributedOnPolicyLoop(_OnWorkers, OnPolicyLoop):
     """:class:`OnPolicyLoop` whose ``collect`` gathers the rollout from Ray workers."""
 
-    not_state = ("pool",)
+    not_state = (*OnPolicyLoop.not_state, "pool")
 
     def __init__(self, algo, env, cfg, device: torch.device, algo_name: str, action_mode: str = "clip", spec=None):
         super().__init__(algo, env, cfg.n_steps, cfg.total_steps, device)
@@ -448,7 +448,8 @@ def plan_sweep(algo: str, env: Any, seeds: list[int], grid: dict[str, list[Any]]
         tag = ",".join(f"{n}={v}" for n, v in params.items()) or "default"
         for seed in seeds:
             run_dir = Path(sweep_dir) / f"{tag}-seed{seed}".replace("/", "_")
-            overrides = fixed | params | {"seed": seed, "run_dir": str(run_dir), "progress_bar": False}
+            overrides = {"save_final_checkpoint": False} | fixed | params  # a trial's result is its agent
+            overrides |= {"seed": seed, "run_dir": str(run_dir), "progress_bar": False}
             resolve_config(algo, spec.name, "auto", overrides, registered=spec.id is not None)  # ValueError naming it
             trials.append({"params": params, "seed": seed, "run_dir": str(run_dir), "overrides": overrides})
     return trials

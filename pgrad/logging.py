@@ -1,4 +1,5 @@
-"""Run logging: ``progress.csv`` (deterministic metrics), TensorBoard, and a rich progress bar.
+"""Run logging: ``progress.csv`` (deterministic metrics), ``eval.csv`` (evaluations during training),
+TensorBoard, and a rich progress bar.
 
 ``progress.csv`` holds only quantities that a seed determines, so two runs of the same seed and
 config on CPU write identical files. Wall-clock quantities (SPS, elapsed time) go to TensorBoard,
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -58,6 +60,14 @@ class RunLogger:
             self._timing = csv.writer(self._timing_file)
             if not timing_rows:
                 self._timing.writerow(["global_step", "time_elapsed", "sps"])
+        self.best_eval = -math.inf  # the best evaluation mean so far (of the rows kept on a resume)
+        self._eval_file = None
+        self._eval: csv.writer | None = None
+        if resume_step is not None and (self.run_dir / "eval.csv").is_file():
+            eval_fields, eval_rows = _truncate_csv(self.run_dir / "eval.csv", resume_step)
+            self.best_eval = max((float(r["mean_return"]) for r in eval_rows), default=-math.inf)
+            self._eval_file = open(self.run_dir / "eval.csv", "a", newline="")
+            self._eval = csv.writer(self._eval_file) if eval_fields else None
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -112,9 +122,24 @@ class RunLogger:
                 print(f"step {global_step:,}/{self.total_steps:,} · {sps:,.0f} SPS · return {ret_text} · "
                       f"{elapsed:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
 
-    def log_eval(self, global_step: int, mean_return: float, std_return: float) -> None:
+    def log_eval(self, global_step: int, returns: list[float]) -> bool:
+        """A row of ``eval.csv`` (step, mean, std, each episode's return) and TensorBoard's
+        ``eval/mean_return``, ``eval/std_return``; whether the mean is the best so far."""
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        if self._eval_file is None:
+            self._eval_file = open(self.run_dir / "eval.csv", "w", newline="")
+        if self._eval is None:
+            self._eval = csv.writer(self._eval_file)
+            self._eval.writerow(
+                ["global_step", "mean_return", "std_return", *(f"return_{i}" for i in range(len(returns)))]
+            )
+        self._eval.writerow([global_step, repr(mean), repr(std), *map(repr, map(float, returns))])
+        self._eval_file.flush()
         if self._writer is not None:
-            self._tensorboard(global_step, {"eval/mean_return": mean_return, "eval/std_return": std_return})
+            self._tensorboard(global_step, {"eval/mean_return": mean, "eval/std_return": std})
+        best = mean > self.best_eval
+        self.best_eval = max(self.best_eval, mean)
+        return best
 
     def _tensorboard(self, global_step: int, scalars: dict[str, float]) -> None:
         """All of a row's scalars in one TensorBoard event: 0.11 ms a row of 12 scalars, where
@@ -137,6 +162,8 @@ class RunLogger:
             self._writer = None
         self._csv_file.close()
         self._timing_file.close()
+        if self._eval_file is not None:
+            self._eval_file.close()
 
     def __enter__(self) -> RunLogger:
         return self

@@ -10,11 +10,15 @@ from pathlib import Path
 import numpy as np
 
 # Fields that differ between seeds of one experiment and do not define it.
-_NOT_PART_OF_EXPERIMENT = {"seed", "run_dir", "overwrite", "progress_bar", "tensorboard", "device", "torch_threads"}
+_NOT_PART_OF_EXPERIMENT = {"seed", "run_dir", "overwrite", "progress_bar", "tensorboard", "device", "torch_threads",
+                           "verbose", "save_final_checkpoint"}  # fmt: skip
 
 
 def read_curve(run_dir: str | Path, metric: str = "charts/episodic_return") -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of a progress.csv column, or of eval.csv's for ``eval/mean_return``-like names."""
     path = Path(run_dir) / "progress.csv"
+    if metric.startswith("eval/") and metric not in _header(path):
+        path, metric = Path(run_dir) / "eval.csv", metric[len("eval/") :]
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir!s}: no progress.csv (not a pgrad run directory?)")
     steps, values = [], []
@@ -26,6 +30,13 @@ def read_curve(run_dir: str | Path, metric: str = "charts/episodic_return") -> t
             steps.append(float(row["global_step"]))
             values.append(value)
     return np.array(steps), np.array(values)
+
+
+def _header(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
 
 
 def experiment_key(run_dir: str | Path) -> str:

@@ -22,6 +22,9 @@ RUN_FILES = (
     "model.safetensors",
     "agent.json",
     "eval.json",
+    "eval.csv",
+    "best_model.safetensors",
+    "best_agent.json",
     "curve.png",
     "checkpoint.safetensors",
 )

@@ -23,17 +23,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from pgrad import checkpoint
-from pgrad.agent import Agent
+from pgrad.agent import Agent, check_device
 from pgrad.algos import get_algo
 from pgrad.algos.base import EpisodeLoop, NonFiniteError, OffPolicyLoop, OnPolicyLoop
+from pgrad.callbacks import RunInfo, StopAtReturn, checked
 from pgrad.checkpoint import CHECKPOINT_FILE
-from pgrad.config import RunConfig, from_jsonable, to_jsonable
+from pgrad.config import RunConfig, from_jsonable, plain, positive_int, to_jsonable
 from pgrad.envs import check_spaces, make_vec_env
 from pgrad.envspec import EnvSpec, EnvSpecError, check_env_id, check_user_env, is_atari
 from pgrad.evaluation import EvalResult, evaluate
 from pgrad.logging import RunLogger
 from pgrad.rundir import RunDirLock, discard_run_dir, open_run_dir, remove_run_files
-from pgrad.spaces import action_storage
+from pgrad.spaces import action_storage, describe, signature
 from pgrad.state import capture, restore
 from pgrad.wrappers import preprocessed
 
@@ -83,11 +84,10 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str) -> torch.device:
+    """``auto``: cuda when torch sees one, else cpu; anything else checked by :func:`check_device`."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' is invalid here: torch sees no CUDA device (use 'cpu' or 'auto')")
-    return torch.device(device)
+    return check_device(device)
 
 
 def run_dir_for(algo: str, cfg: RunConfig) -> Path:
@@ -149,6 +149,14 @@ class Interrupted(Exception):
     """SIGINT/SIGTERM stopped the run after writing a checkpoint; the message says how to resume."""
 
 
+class _StopRequested(Exception):
+    """A callback asked to stop (``--stop-at-return`` among them): the run ends as a finished one."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
 class Trainer:
     """One run: env, algorithm, loop, logger, and the counters of logging, evaluation, checkpoints.
 
@@ -156,9 +164,13 @@ class Trainer:
     continues bitwise as the uninterrupted one would on the same machine.
     """
 
-    def __init__(self, algo: str, cfg: RunConfig, run_dir: Path, spec: EnvSpec | None = None):
+    def __init__(self, algo: str, cfg: RunConfig, run_dir: Path, spec: EnvSpec | None = None, callbacks: Any = None):
         self.entry, self.cfg, self.run_dir = get_algo(algo), cfg, run_dir
-        self.spec = preprocessed(spec or EnvSpec.from_user(cfg.env), cfg.preprocess, cfg.frame_stack)
+        self.user_spec = spec or EnvSpec.from_user(cfg.env)
+        self.callbacks = checked(callbacks)
+        if cfg.stop_at_return is not None:
+            self.callbacks.append(StopAtReturn(cfg.stop_at_return))
+        self.spec = preprocessed(self.user_spec, cfg.preprocess, cfg.frame_stack)
         self.device = resolve_device(cfg.device)
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
@@ -182,6 +194,7 @@ class Trainer:
         self.counters = {"updates": 0, "next_eval": cfg.eval_every, "next_checkpoint": cfg.checkpoint_every}
         self.checkpoint_step: int | None = None
         self._stop_signal: int | None = None
+        self._stop_requested = False
 
     def _build(self, action_mode: str):
         """The algorithm, its agent and its loop, on the env built (memory checked first)."""
@@ -204,7 +217,7 @@ class Trainer:
             to_jsonable(cfg),
         )
         agent.run_dir = self.run_dir
-        agent.env_spec = self.spec
+        agent.env_spec, agent.user_spec = self.spec, self.user_spec
         if self.entry.loop == "episodes" and cfg.workers:
             from pgrad.distributed import DistributedEpisodeLoop
 
@@ -251,8 +264,20 @@ class Trainer:
         checkpoint.save_checkpoint(self.run_dir, tensors, meta)
         self.checkpoint_step = global_step
 
-    def load_checkpoint(self) -> int:
+    def load_checkpoint(self, recorded_total: int | None = None) -> int:
+        """Restore the checkpoint's state; ``recorded_total``: the run's total_steps on record (a
+        checkpoint at it is a finished run's, which a larger total extends)."""
         tensors, meta = checkpoint.load_checkpoint(self.run_dir)
+        step, total = meta.get("global_step"), self.cfg.total_steps
+        if type(step) is int and step >= total and recorded_total not in (None, total):
+            raise ValueError(
+                f"total_steps={total:,} is invalid: the run's checkpoint is at step {step:,} (extend it past that)"
+            )
+        if type(step) is int and step >= total and step == recorded_total:
+            raise checkpoint.CheckpointError(
+                f"{self.run_dir} finished at step {step:,}: extend it with --total-steps N (N > {step:,}), "
+                "or pgrad.resume(run, total_steps=N)"
+            )
         try:
             state = {"loop": self.loop, "trainer": self.counters}
             restore(state, "run", tensors, meta)
@@ -305,15 +330,41 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------------
 
     def on_update(self, logger: RunLogger, global_step: int, metrics: dict[str, float]) -> None:
+        """Log the update's row, evaluate when due (eval.csv, stdout, the best model), then the callbacks."""
         cfg, c = self.cfg, self.counters
         c["updates"] += 1
         last = global_step >= cfg.total_steps
         if c["updates"] % cfg.log_interval == 0 or last:
             logger.log(global_step, metrics)
+            if cfg.verbose >= 2:
+                values = " · ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+                print(f"step {global_step:,} · {values}", flush=True)
+        answers = [cb.on_update(global_step, dict(metrics)) for cb in self.callbacks]
         if cfg.eval_every and global_step >= c["next_eval"]:
-            result = evaluate(self.agent, cfg.eval_episodes or 10, cfg.seed)
-            logger.log_eval(global_step, result.mean, result.std)
-            c["next_eval"] += cfg.eval_every
+            while c["next_eval"] <= global_step:
+                c["next_eval"] += cfg.eval_every
+            result = self.evaluate_now()
+            best = logger.log_eval(global_step, result.returns)
+            if best:
+                self.agent.save(self.run_dir, best={"global_step": global_step, "mean_return": result.mean})
+            if cfg.verbose >= 1:
+                mark = " · new best, saved to best_model.safetensors" if best else ""
+                print(f"eval at step {global_step:,}: {result.mean:.2f} ± {result.std:.2f} over "
+                      f"{len(result.returns)} episodes{mark}", flush=True)  # fmt: skip
+            answers += [cb.on_eval(global_step, EvalResult(list(result.returns), list(result.lengths)))
+                        for cb in self.callbacks]  # fmt: skip
+        if any(answer is not None and not answer for answer in answers):
+            self._stop_requested = True
+
+    def evaluate_now(self) -> EvalResult:
+        """An evaluation during training, on a fresh env with the evaluation seeds: it draws on no
+        generator of the run (a sampled action's randomness is forked off torch's), so training
+        goes on exactly as without it."""
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            return evaluate(
+                self.agent, self.cfg.eval_episodes or 10, self.cfg.seed, deterministic=self.cfg.eval_deterministic
+            )
 
     def poll(self, global_step: int) -> None:
         """A checkpoint when one is due, and the stop a signal asked for (with one)."""
@@ -323,6 +374,8 @@ class Trainer:
             while c["next_checkpoint"] <= global_step:
                 c["next_checkpoint"] += cfg.checkpoint_every
             self.save_checkpoint(global_step)
+        if self._stop_requested and not last:
+            raise _StopRequested(global_step)
         if self._stop_signal is not None and not last:
             self.save_checkpoint(global_step)
             name = signal.Signals(self._stop_signal).name
@@ -337,7 +390,9 @@ class Trainer:
 
     def run(self, resume_step: int | None = None) -> Agent:
         cfg, run_dir = self.cfg, self.run_dir
-        console = Console(stderr=True)
+        info = RunInfo(self.entry.name, cfg, run_dir, resume_step or 0, self.agent)
+        for cb in self.callbacks:
+            cb.on_training_start(info)
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -345,6 +400,8 @@ class Trainer:
             with RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step) as logger:
                 try:
                     steps = self.loop.run(lambda step, metrics: self.on_update(logger, step, metrics), self.poll)
+                except _StopRequested as stop:
+                    steps = stop.step
                 except NonFiniteError as e:
                     where = (
                         f"the last good checkpoint (step {self.checkpoint_step:,}) is in {run_dir}"
@@ -353,22 +410,32 @@ class Trainer:
                     )
                     raise NonFiniteError(f"{e}; {where}") from None
                 elapsed = logger.elapsed
+            if cfg.save_final_checkpoint or cfg.checkpoint_every:
+                self.save_checkpoint(steps)  # `--resume RUN --total-steps N` extends the run from here
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             self.env.close()
         self.agent.save(run_dir)
-        (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # finished: the agent is the result
+        if not (cfg.save_final_checkpoint or cfg.checkpoint_every):
+            (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # finished: the agent is the result
 
         self.agent.evaluation = None
         if cfg.eval_episodes > 0:
-            self.agent.evaluation = evaluate(self.agent, cfg.eval_episodes, cfg.seed)
-            (run_dir / "eval.json").write_text(json.dumps(self.agent.evaluation.to_json(), indent=2))
+            self.agent.evaluation = evaluate(
+                self.agent, cfg.eval_episodes, cfg.seed, deterministic=cfg.eval_deterministic
+            )
+            checkpoint.atomic_write(
+                run_dir / "eval.json", json.dumps(self.agent.evaluation.to_json(), indent=2).encode()
+            )
         from pgrad.plotting import plot_runs
 
         plot_runs([run_dir], run_dir / "curve.png", title=f"{self.entry.name} on {cfg.env} (seed {cfg.seed})")
-        if cfg.progress_bar:
-            print_summary(console, self.entry.name, cfg, steps, elapsed, self.agent.evaluation, run_dir)
+        if cfg.verbose >= 1:
+            stopped = steps < cfg.total_steps
+            print_summary(Console(), self.entry.name, cfg, steps, elapsed, self.agent.evaluation, run_dir, stopped)
+        for cb in self.callbacks:
+            cb.on_training_end(self.agent, steps)
         return self.agent
 
 
@@ -379,9 +446,10 @@ def run(
     preset: str | None = None,
     spec: EnvSpec | None = None,
     check_env: bool = True,
+    callbacks: Any = None,
 ) -> Agent:
     """Train ``algo`` with a resolved config on ``spec`` (default: the id ``cfg.env``); writes the
-    run directory and returns the agent.
+    run directory and returns the agent. ``callbacks``: :class:`pgrad.Callback` instances.
 
     The directory is locked for the whole run. Everything that can refuse the config (the env,
     gymnasium's env checker on a user's env, its spaces, memory) is checked before the first
@@ -395,7 +463,13 @@ def run(
     lock, created = open_run_dir(run_dir, cfg.overwrite)
     try:
         try:
-            trainer = Trainer(entry.name, cfg, run_dir, spec)
+            trainer = Trainer(entry.name, cfg, run_dir, spec, callbacks)
+            try:
+                if cfg.init_from is not None:
+                    init_from(trainer, cfg.init_from)
+            except BaseException:
+                trainer.env.close()
+                raise
         except BaseException:
             lock.release()
             discard_run_dir(run_dir, created)
@@ -415,9 +489,58 @@ def run(
         lock.release()
 
 
-def resume(run_dir: str | Path, env: Any = None) -> Agent:
+def init_from(trainer: Trainer, path: str) -> None:
+    """Start a new run from a saved agent's policy weights and observation statistics (fine-tuning,
+    ``--init-from RUN``): same observation and action spaces, same policy architecture, same
+    ``normalize_obs``. Everything else (critics of off-policy algorithms, optimiser state, counters)
+    starts fresh; a target actor (DDPG, TD3) starts as the loaded actor."""
+    from pgrad.agent import load
+
+    try:
+        saved = load(path)
+    except checkpoint.CheckpointError as e:
+        raise ValueError(f"init_from: {e}") from None
+    agent, env = trainer.agent, trainer.env
+    if (signature(saved.observation_space), signature(saved.action_space)) != (
+        signature(env.observation_space),
+        signature(env.action_space),
+    ):
+        raise ValueError(
+            f"init_from={path!r}: its agent observes {describe(saved.observation_space)} and gives "
+            f"{describe(saved.action_space)}; this run's env observes {describe(env.observation_space)} and takes "
+            f"{describe(env.action_space)} (fine-tuning needs the same spaces)"
+        )
+    mine, theirs = agent.policy.state_dict(), saved.policy.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in mine.items()}
+    if type(saved.policy) is not type(agent.policy) or shapes != {k: tuple(v.shape) for k, v in theirs.items()}:
+        raise ValueError(
+            f"init_from={path!r}: its policy ({saved.algo}'s {type(saved.policy).__name__}, hidden sizes "
+            f"{saved.config.get('hidden_sizes')}) does not fit this run's ({trainer.entry.name}'s "
+            f"{type(agent.policy).__name__}, hidden sizes {list(getattr(trainer.cfg, 'hidden_sizes', []))})"
+        )
+    if saved.normalizer.normalize_obs != env.normalizer.normalize_obs:
+        raise ValueError(
+            f"init_from={path!r}: its agent was trained with normalize_obs={saved.normalizer.normalize_obs} and "
+            f"this run has normalize_obs={env.normalizer.normalize_obs}: set it to match (its weights expect "
+            "observations as it saw them)"
+        )
+    with torch.no_grad():
+        agent.policy.load_state_dict(theirs)
+        target = getattr(trainer.loop.algo, "actor_target", None)  # DDPG, TD3: μ' starts as μ
+        if target is not None:
+            target.load_state_dict(theirs)
+    stats = saved.normalizer.state_dict()
+    if not env.normalizer.normalize_reward:  # keep this run's own (unused) return statistics
+        stats = {k: v for k, v in stats.items() if k.startswith("obs_rms.")}
+    env.normalizer.load_state_dict(env.normalizer.state_dict() | stats)
+
+
+def resume(run_dir: str | Path, env: Any = None, total_steps: int | None = None, callbacks: Any = None) -> Agent:
     """Continue the run in ``run_dir`` from its last checkpoint, in the same directory. ``env``:
-    the run's env again, for a run whose env has no import path (a lambda, a local class)."""
+    the run's env again, for a run whose env has no import path (a lambda, a local class).
+    ``total_steps``: extend the run to this many steps (a finished run with its final checkpoint:
+    ``save_final_checkpoint`` or ``checkpoint_every``); a linear learning-rate schedule then spans
+    the new total, as SB3's ``learn(reset_num_timesteps=False)``."""
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
     if not path.is_file():
@@ -433,6 +556,10 @@ def resume(run_dir: str | Path, env: Any = None) -> Agent:
             raise checkpoint.CheckpointError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
         except ValueError as e:
             raise checkpoint.CheckpointError(f"{path}: {e}") from None
+        finished_at = cfg.total_steps
+        if total_steps is not None:
+            positive_int("total_steps", plain(total_steps))
+            cfg = cfg.replace(total_steps=plain(total_steps))
         record = data.get("env_spec") or {"id": cfg.env}
         try:
             spec = EnvSpec.from_user(env) if env is not None else EnvSpec.from_json(record)
@@ -440,18 +567,33 @@ def resume(run_dir: str | Path, env: Any = None) -> Agent:
             raise checkpoint.CheckpointError(
                 f"{run_dir}: {e}; resume it in Python: pgrad.resume(run_dir, env=...)"
             ) from None
-        trainer = Trainer(entry.name, cfg, run_dir, spec)
-        step = trainer.load_checkpoint()
+        trainer = Trainer(entry.name, cfg, run_dir, spec, callbacks)
+        try:
+            step = trainer.load_checkpoint(finished_at)
+            if cfg.total_steps != finished_at:  # the record says what the run now trains to
+                data["config"]["total_steps"] = cfg.total_steps
+                data.setdefault("sources", {})["total_steps"] = "user"
+                checkpoint.atomic_write(path, json.dumps(data, indent=2).encode())
+        except BaseException:
+            trainer.env.close()
+            raise
         return trainer.run(resume_step=step)
     finally:
         lock.release()
 
 
 def print_summary(
-    console: Console, algo: str, cfg: RunConfig, steps: int, elapsed: float, result: EvalResult | None, run_dir: Path
+    console: Console,
+    algo: str,
+    cfg: RunConfig,
+    steps: int,
+    elapsed: float,
+    result: EvalResult | None,
+    run_dir: Path,
+    stopped: bool = False,
 ) -> None:
     table = Table(title=escape(f"pgrad {algo} on {cfg.env}"), show_header=False)
-    table.add_row("steps", f"{steps:,}")
+    table.add_row("steps", f"{steps:,}" + (f" (stopped early, of {cfg.total_steps:,})" if stopped else ""))
     table.add_row("wall time", f"{elapsed:.1f} s ({steps / elapsed:,.0f} steps/s)")
     if result is not None:
         table.add_row(f"eval ({len(result.returns)} episodes, deterministic)", f"{result.mean:.1f} ± {result.std:.1f}")
@@ -468,6 +610,7 @@ def train(
     env_kwargs: dict[str, Any] | None = None,
     wrappers: list[Any] | None = None,
     check_env: bool = True,
+    callbacks: Any = None,
     **fields: Any,
 ) -> Agent:
     """Train and return an :class:`Agent`; ``fields`` are config fields of ``algo`` (SB3 names).
@@ -479,7 +622,11 @@ def train(
     kwargs)`` pairs or ``"module:Name:k=v"`` strings. A user's env is checked with gymnasium's env
     checker first (``check_env=False`` skips it). The (algo, env) preset applies unless
     ``preset="none"``; explicit arguments override it. ``agent.run_dir`` is the run directory,
-    ``agent.evaluation`` the final evaluation.
+    ``agent.evaluation`` the final evaluation. ``callbacks``: :class:`pgrad.Callback` instances.
+
+    Unlike the CLI, it prints nothing unless asked (``verbose=1``: evaluation lines and the summary;
+    ``progress_bar=True``) and keeps the final checkpoint (``save_final_checkpoint=True``), so
+    ``agent.learn(steps)`` can continue the run.
     """
     spec = EnvSpec.from_user(env, env_kwargs, wrappers)
     overrides = dict(fields)
@@ -488,7 +635,9 @@ def train(
     if seed is not None:
         overrides["seed"] = seed
     overrides.setdefault("progress_bar", False)
+    overrides.setdefault("verbose", 0)
+    overrides.setdefault("save_final_checkpoint", True)
     if not isinstance(check_env, bool):
         raise ValueError(f"check_env={check_env!r} is invalid: must be True or False")
     cfg, sources, preset_name = resolve_config(algo, spec.name, preset, overrides, registered=spec.id is not None)
-    return run(algo, cfg, sources, preset_name, spec, check_env)
+    return run(algo, cfg, sources, preset_name, spec, check_env, checked(callbacks))

@@ -87,7 +87,7 @@ def test_a_run_dir_with_markup_characters_is_a_plain_path(tmp_path):
     wide = os.environ | {"COLUMNS": "400"}  # the summary table shows the whole path
     result = pgrad_cli("train", "ppo", "--run-dir", str(run_dir), *SMALL[:-1], "--eval-episodes", "1", env=wide)
     assert result.returncode == 0, result.stderr
-    assert "[/x]" in result.stderr and (run_dir / "eval.json").is_file()
+    assert "[/x]" in result.stdout and (run_dir / "eval.json").is_file()
 
 
 @pytest.mark.parametrize(

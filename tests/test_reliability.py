@@ -71,7 +71,8 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(algo, env,
     a, b = load_file(full / "model.safetensors"), load_file(killed / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (full / "progress.csv").read_text() == (killed / "progress.csv").read_text()
-    assert not (killed / "checkpoint.safetensors").exists()  # a finished run keeps the agent, not the checkpoint
+    # a run with --checkpoint-every keeps its final state (`--resume RUN --total-steps N` extends it)
+    assert checkpoint.checkpoint_step(killed) == checkpoint.checkpoint_step(full) == steps
 
 
 def test_sigint_checkpoints_and_exits_130_with_the_resume_command(tmp_path):
@@ -175,11 +176,15 @@ def test_resume_errors_are_clear(tmp_path):
 
     with pytest.raises(CheckpointError, match="not a pgrad run directory"):
         resume(tmp_path)
-    pgrad.train(
-        "ppo", env="CartPole-v1", total_steps=512, run_dir=str(tmp_path / "done"), eval_episodes=0, tensorboard=False
-    )
+    for name, keep in (("done", False), ("kept", True)):
+        pgrad.train("ppo", env="CartPole-v1", total_steps=512, run_dir=str(tmp_path / name), eval_episodes=0,
+                    tensorboard=False, save_final_checkpoint=keep)  # fmt: skip
     with pytest.raises(CheckpointError, match="nothing to resume"):
         resume(tmp_path / "done")
+    with pytest.raises(CheckpointError, match="finished at step 512: extend it with --total-steps N"):
+        resume(tmp_path / "kept")
+    with pytest.raises(ValueError, match="total_steps=256 is invalid: the run's checkpoint is at step 512"):
+        resume(tmp_path / "kept", total_steps=256)
 
 
 # ---- bad input: exact error class, and a message that names the offending value -------------------------
@@ -322,7 +327,7 @@ def test_mujoco_run_resumes_with_new_episodes(tmp_path):
     trainer.save_checkpoint(0)
     assert "sim.env0.layer0._elapsed_steps" not in checkpoint.load_checkpoint(run_dir)[1]
     resume(run_dir)
-    assert not (run_dir / "checkpoint.safetensors").exists() and (run_dir / "model.safetensors").is_file()
+    assert checkpoint.checkpoint_step(run_dir) == 300 and (run_dir / "model.safetensors").is_file()
 
 
 def test_non_finite_parameter_is_named():
@@ -355,6 +360,7 @@ def test_overwriting_a_run_drops_its_old_checkpoint(tmp_path):
         preset="none",
         n_steps=256,
         batch_size=64,
+        save_final_checkpoint=False,
     )
     assert not (run_dir / "checkpoint.safetensors").exists()
 

@@ -86,4 +86,4 @@ def test_killed_at_every_kind_of_moment_then_resumed_is_bitwise_the_uninterrupte
     done = pgrad("-", "train", "--resume", str(run))
     assert done.returncode == 0, done.stderr
     assert_same_run(full, run)
-    assert not list(run.glob(".*.tmp")) and not (run / "checkpoint.safetensors").exists()
+    assert not list(run.glob(".*.tmp"))

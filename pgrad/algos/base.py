@@ -157,7 +157,9 @@ class OnPolicyLoop:
     (means over the last 100 finished episodes, NaN before the first).
     """
 
-    not_state = ("named_params",)  # views of the policy's parameters, for check_finite
+    # named_params: views of the policy's parameters, for check_finite; n_updates: from the config
+    # (an extended run, `--resume RUN --total-steps N`, has more)
+    not_state = ("named_params", "n_updates")
 
     def __init__(
         self,
@@ -240,7 +242,8 @@ class EpisodeLoop:
     favour short episodes. All env steps taken count towards ``total_steps``.
     """
 
-    not_state = ("obs", "finished", "ended", "used", "named_params")  # the batch in progress: rebuilt every update
+    # the batch in progress (rebuilt every update), and total_steps (the config's: an extended run has more)
+    not_state = ("obs", "finished", "ended", "used", "named_params", "total_steps")
 
     def __init__(
         self,

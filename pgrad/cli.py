@@ -26,6 +26,7 @@ commands:
   train ALGO [--env ENV] [--total-steps N] [--seed S] [--preset auto|none] [FLAGS]   train an agent
   train --resume RUN_DIR [--total-steps N]                                        continue (or extend) a run
   eval RUN_DIR [--episodes 10] [--best] [--video out.mp4]                         evaluate a saved agent
+  export RUN_DIR -o policy.onnx [--format onnx|torchscript] [--best]              the policy for deployment
   plot RUN_OR_SWEEP_DIR... [-o curves.png]                                        learning curves (mean ± std over seeds)
   list                                                                            algorithms and presets
   sweep ALGO --seeds 0,1,2 [--grid FIELD=V1,V2]... [--set FIELD=V]...             seeds × grid on Ray
@@ -240,6 +241,26 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_export(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pgrad export",
+        description="Write a saved agent's deterministic policy, its observation normalisation and action map "
+        "included, as one ONNX or TorchScript file: input obs [batch, *obs shape], output action.",
+    )
+    parser.add_argument("run_dir", help="run directory (or any directory with a saved agent)")
+    parser.add_argument("-o", "--output", required=True, help="policy.onnx, or policy.pt for TorchScript")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), default=None, help="default: from the suffix")
+    parser.add_argument("--best", action="store_true", help="the run's best model instead of the final one")
+    args = parser.parse_args(argv)
+    from pgrad.agent import load
+    from pgrad.export import export
+
+    agent = load(args.run_dir, best=args.best)
+    path = export(agent, args.output, args.format)
+    print(f"wrote {path}: {agent.algo}'s deterministic policy for {agent.env_id} (input 'obs', output 'action')")
+    return 0
+
+
 def cmd_plot(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="pgrad plot", description="Plot learning curves of run directories.")
     parser.add_argument("run_dirs", nargs="+")
@@ -379,6 +400,7 @@ def cmd_lab(argv: list[str]) -> int:
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
+    "export": cmd_export,
     "plot": cmd_plot,
     "list": cmd_list,
     "sweep": cmd_sweep,

@@ -24,6 +24,7 @@ USAGE = """usage: pgrad <command> ...
 
 commands:
   train ALGO [--env ENV] [--total-steps N] [--seed S] [--preset auto|none] [FLAGS]   train an agent
+  train ALGO --zoo-file hyperparams/ALGO.yml --env ENV [FLAGS]                    an RL Zoo entry in place of the preset
   train --resume RUN_DIR [--total-steps N]                                        continue (or extend) a run
   eval RUN_DIR [--episodes 10] [--best] [--video out.mp4]                         evaluate a saved agent
   export RUN_DIR -o policy.onnx [--format onnx|torchscript] [--best]              the policy for deployment
@@ -46,6 +47,14 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
         if token.startswith(flag + "="):
             return token.split("=", 1)[1]
     return None
+
+
+def _take_flag(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """``flag``'s value (``--flag V`` or ``--flag=V``) and ``argv`` without it."""
+    value = _flag_value(argv, flag)
+    rest = [t for i, t in enumerate(argv)
+            if not (t == flag or t.startswith(flag + "=") or (i > 0 and argv[i - 1] == flag))]  # fmt: skip
+    return value, rest
 
 
 def _given_fields(argv: list[str], fields: set[str]) -> set[str]:
@@ -83,15 +92,20 @@ def cmd_train(argv: list[str]) -> int:
         raise UsageError("pgrad train needs an algorithm: pgrad train ALGO [flags] (see `pgrad list`)")
     entry = get_algo(argv[0])
     rest, env_kwargs, wrappers, check_env = _env_flags(argv[1:])
-    preset = _flag_value(rest, "--preset") or "auto"
-    rest = [
-        t
-        for i, t in enumerate(rest)
-        if not (t == "--preset" or t.startswith("--preset=") or (i > 0 and rest[i - 1] == "--preset"))
-    ]
+    preset, rest = _take_flag(rest, "--preset")
+    zoo_file, rest = _take_flag(rest, "--zoo-file")
+    zoo = None
+    if zoo_file is not None:
+        if preset is not None:
+            raise UsageError("--zoo-file replaces the preset: give one of --zoo-file and --preset")
+        from pgrad.zoo import read_zoo
+
+        env_id = EnvSpec.from_user(_flag_value(rest, "--env") or entry.config_class.env).name
+        zoo = read_zoo(zoo_file, entry.name, env_id, entry.config_class)
+        env_kwargs, wrappers = zoo.env_kwargs | env_kwargs, [*zoo.wrappers, *wrappers]
     spec = EnvSpec.from_user(_flag_value(rest, "--env") or entry.config_class.env, env_kwargs, wrappers)
     env = spec.name
-    base, sources, preset_name = resolve_config(entry.name, env, preset, registered=spec.id is not None)
+    base, sources, preset_name = resolve_config(entry.name, env, preset or "auto", None, spec.id is not None, zoo)
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -100,7 +114,9 @@ def cmd_train(argv: list[str]) -> int:
                 args=rest,
                 default=base,
                 prog=f"pgrad train {entry.name}",
-                description=f"Train {entry.name}: {entry.summary}. Defaults shown include the preset for --env {env}"
+                description=f"Train {entry.name}: {entry.summary}. Defaults shown include the "
+                + ("Zoo entry" if zoo else "preset")
+                + f" for --env {env}"
                 + (f" ({preset_name})." if preset_name else " (no preset)."),
             )
     except SystemExit as e:

@@ -84,6 +84,17 @@ def flag(name: str, value: Any) -> None:
     require(name, value, isinstance(value, (bool, np.bool_)), "must be True or False")
 
 
+def sizes(name: str, value: Any, optional: bool = False) -> None:
+    """Hidden layer sizes: a tuple of integers >= 1 (or None where ``optional``)."""
+    ok = (optional and value is None) or (isinstance(value, tuple) and all(_is_int(h) and h >= 1 for h in value))
+    require(name, value, ok, "must be a tuple of integers >= 1" + (" or None" if optional else ""))
+
+
+def critic_sizes(cfg) -> tuple[int, ...]:
+    """The critics' hidden sizes of an off-policy config: ``critic_hidden_sizes``, else ``hidden_sizes``."""
+    return cfg.hidden_sizes if cfg.critic_hidden_sizes is None else cfg.critic_hidden_sizes
+
+
 def valid_seed(name: str, value: Any) -> None:
     require(name, value, _is_int(value) and 0 <= value < 2**31, "must be an integer in [0, 2^31)")
 
@@ -140,6 +151,12 @@ class RunConfig:
     """Write TensorBoard event files."""
     progress_bar: bool = True
     """Show a progress bar while training (plain lines every few seconds where stderr is not a terminal)."""
+    track: tuple[str, ...] = ()
+    """Also log to these experiment trackers: wandb (WANDB_MODE=offline works without an account), mlflow."""
+    track_project: str = "pgrad"
+    """The W&B project / MLflow experiment of tracked runs."""
+    tracking_uri: str | None = None
+    """MLflow's tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."""
     verbose: int = 1
     """0: nothing on stdout; 1: evaluation lines and the final summary; 2: also every progress row."""
     images: Literal["auto", "channels-first", "channels-last", "off"] = "auto"
@@ -181,6 +198,10 @@ class RunConfig:
                     "needs eval_every > 0 (it stops on an evaluation during training)")  # fmt: skip
         require("init_from", self.init_from, self.init_from is None or (isinstance(self.init_from, str) and
                 bool(self.init_from.strip())), "must be the path of a saved run or agent")  # fmt: skip
+        require("track", self.track, isinstance(self.track, tuple) and len(set(self.track)) == len(self.track)
+                and all(t in ("wandb", "mlflow") for t in self.track), "must be a tuple of 'wandb', 'mlflow'")  # fmt: skip
+        require("track_project", self.track_project, isinstance(self.track_project, str) and bool(self.track_project),
+                "must be a name")  # fmt: skip
         require("verbose", self.verbose, self.verbose in (0, 1, 2) and _is_int(self.verbose), "must be 0, 1 or 2")
         positive_int("log_interval", self.log_interval)
         one_of("images", self.images, ("auto", "channels-first", "channels-last", "off"))
@@ -205,8 +226,10 @@ class PolicyConfig(RunConfig):
     max_grad_norm: float = 0.5
     """Global gradient-norm clip (0 disables)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden layer sizes of the policy and value networks."""
-    activation: Literal["tanh", "relu", "elu"] = "tanh"
+    """Hidden layer sizes of the policy network (and of the value network unless vf_hidden_sizes is set)."""
+    vf_hidden_sizes: tuple[int, ...] | None = None
+    """Hidden layer sizes of the value network (SB3's net_arch=dict(pi=..., vf=...)); None: hidden_sizes."""
+    activation: Literal["tanh", "relu", "elu", "silu"] = "tanh"
     """Hidden activation."""
     shared_network: bool = False
     """One torso for policy and value (default: separate networks)."""
@@ -233,7 +256,10 @@ class PolicyConfig(RunConfig):
             isinstance(self.hidden_sizes, tuple) and all(_is_int(h) and h >= 1 for h in self.hidden_sizes),
             "must be a tuple of integers >= 1",
         )
-        one_of("activation", self.activation, ("tanh", "relu", "elu"))
+        one_of("activation", self.activation, ("tanh", "relu", "elu", "silu"))
+        sizes("vf_hidden_sizes", self.vf_hidden_sizes, optional=True)
+        if self.vf_hidden_sizes is not None and self.shared_network:
+            require("vf_hidden_sizes", self.vf_hidden_sizes, False, "must be None with shared_network=True")
         in_range("log_std_init", self.log_std_init, -20.0, 2.0)
         require("workers", self.workers, _is_int(self.workers) and self.workers >= 0, "must be an integer >= 0")
         if self.workers and self.n_envs % self.workers:
@@ -320,6 +346,8 @@ class OffPolicyConfig(RunConfig):
     """Discount factor γ."""
     learning_rate: float = 3e-4
     """Learning rate of every network (Adam)."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """Constant, or decayed linearly to 0 over training (every optimiser, SAC's temperature's too, as SB3)."""
     buffer_size: int = 1_000_000
     """Replay buffer capacity (transitions)."""
     learning_starts: int = 100
@@ -329,11 +357,17 @@ class OffPolicyConfig(RunConfig):
     tau: float = 0.005
     """Polyak factor of the target networks: θ' ← τθ + (1 − τ)θ'."""
     train_freq: int = 1
-    """Vector-env steps between training rounds."""
+    """Vector-env steps between training rounds (finished episodes with train_freq_unit=episode)."""
+    train_freq_unit: Literal["step", "episode"] = "step"
+    """What train_freq counts: vector-env steps, or finished episodes (SB3's train_freq=(n, "episode"))."""
     gradient_steps: int = 1
-    """Gradient steps per training round."""
+    """Gradient steps per training round (-1: as many as env steps since the last round)."""
     hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer sizes of the actor and critics."""
+    """Hidden layer sizes of the actor (and of the critics unless critic_hidden_sizes is set)."""
+    critic_hidden_sizes: tuple[int, ...] | None = None
+    """Hidden layer sizes of the critics (SB3's net_arch=dict(pi=..., qf=...)); None: hidden_sizes."""
+    activation: Literal["relu", "tanh", "elu", "silu"] = "relu"
+    """Hidden activation of the actor and critics."""
     log_interval: int = 200
     """Write a progress row every this many training rounds."""
     save_replay_buffer: bool = True
@@ -346,18 +380,23 @@ class OffPolicyConfig(RunConfig):
         super().validate()
         in_range("gamma", self.gamma, 0.0, 1.0)
         positive("learning_rate", self.learning_rate)
+        one_of("lr_schedule", self.lr_schedule, ("constant", "linear"))
         positive_int("buffer_size", self.buffer_size)
         non_negative_int("learning_starts", self.learning_starts)
         positive_int("batch_size", self.batch_size)
         in_range("tau", self.tau, 0.0, 1.0, low_open=True)
         positive_int("train_freq", self.train_freq)
-        positive_int("gradient_steps", self.gradient_steps)
+        one_of("train_freq_unit", self.train_freq_unit, ("step", "episode"))
+        require("gradient_steps", self.gradient_steps, _is_int(self.gradient_steps) and
+                (self.gradient_steps >= 1 or self.gradient_steps == -1), "must be an integer >= 1, or -1")  # fmt: skip
         if self.optimize_memory_usage:
             require("learning_starts", self.learning_starts, self.learning_starts > self.n_envs,
                     f"must be > n_envs={self.n_envs} with optimize_memory_usage (a row's successor is the next "
                     "vector step's)")  # fmt: skip
             require("buffer_size", self.buffer_size, self.buffer_size > self.n_envs,
                     f"must be > n_envs={self.n_envs} with optimize_memory_usage")  # fmt: skip
+        sizes("critic_hidden_sizes", self.critic_hidden_sizes, optional=True)
+        one_of("activation", self.activation, ("relu", "tanh", "elu", "silu"))
         require(
             "hidden_sizes",
             self.hidden_sizes,

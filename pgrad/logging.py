@@ -37,10 +37,13 @@ class RunLogger:
         tensorboard: bool = True,
         progress_bar: bool = True,
         resume_step: int | None = None,
+        trackers: Any = None,
     ):
         """``resume_step``: continue a run's files, dropping the rows logged after that step
-        (written after its last checkpoint), so the resumed files have no duplicate or missing row."""
+        (written after its last checkpoint), so the resumed files have no duplicate or missing row.
+        ``trackers`` (``pgrad.tracking.Trackers``) receive every scalar TensorBoard does."""
         self.run_dir = Path(run_dir)
+        self.trackers = trackers
         self.total_steps = total_steps
         self._csv: csv.DictWriter | None = None
         self._offset = 0.0  # wall time before the resume, so SPS stays per whole run
@@ -107,9 +110,8 @@ class RunLogger:
         sps = global_step / max(elapsed, 1e-9)
         self._timing.writerow([global_step, f"{elapsed:.3f}", f"{sps:.1f}"])
         self._timing_file.flush()
-        if self._writer is not None:
-            scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-            self._tensorboard(global_step, scalars | {"charts/SPS": sps})
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        self._scalars(global_step, scalars | {"charts/SPS": sps})
         ret = metrics.get("charts/episodic_return", float("nan"))
         ret_text = "-" if not math.isfinite(ret) else f"{ret:.1f}"
         if self._progress is not None:
@@ -135,11 +137,17 @@ class RunLogger:
             )
         self._eval.writerow([global_step, repr(mean), repr(std), *map(repr, map(float, returns))])
         self._eval_file.flush()
-        if self._writer is not None:
-            self._tensorboard(global_step, {"eval/mean_return": mean, "eval/std_return": std})
+        self._scalars(global_step, {"eval/mean_return": mean, "eval/std_return": std})
         best = mean > self.best_eval
         self.best_eval = max(self.best_eval, mean)
         return best
+
+    def _scalars(self, global_step: int, scalars: dict[str, float]) -> None:
+        """To TensorBoard and the trackers."""
+        if self._writer is not None:
+            self._tensorboard(global_step, scalars)
+        if self.trackers is not None:
+            self.trackers.log(global_step, scalars)
 
     def _tensorboard(self, global_step: int, scalars: dict[str, float]) -> None:
         """All of a row's scalars in one TensorBoard event: 0.11 ms a row of 12 scalars, where

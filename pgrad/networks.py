@@ -20,7 +20,7 @@ from pgrad.distributions import Bernoulli, Categorical, DiagGaussian, MultiCateg
 from pgrad.encoders import ObsEncoder, needs_encoder
 from pgrad.spaces import ObsLayout, action_head, space_from_json, space_to_json
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
 class MLP(nn.Sequential):
@@ -126,6 +126,7 @@ class ActorCritic(nn.Module):
         nvec: list[int] | None = None,
         binary: bool = False,
         observation: dict | None = None,
+        vf_hidden_sizes: Sequence[int] | None = None,
     ):
         super().__init__()
         encoder = encoder_from_spec(observation)
@@ -142,6 +143,10 @@ class ActorCritic(nn.Module):
             state_dependent_std=state_dependent_std,
             ortho_init=ortho_init,
         )
+        if vf_hidden_sizes is not None and list(vf_hidden_sizes) != list(hidden_sizes):  # SB3's net_arch pi ≠ vf
+            if shared:
+                raise ValueError("vf_hidden_sizes is invalid with shared_network=True (one torso for π and V)")
+            self.spec["vf_hidden_sizes"] = list(vf_hidden_sizes)
         self.spec |= {k: v for k, v in (("nvec", nvec), ("binary", binary), ("observation", observation)) if v}
         self.discrete, self.shared = discrete or bool(nvec) or binary, shared
         self.nvec, self.binary = nvec, binary
@@ -154,7 +159,8 @@ class ActorCritic(nn.Module):
             self.value_head = _init(nn.Linear(last, 1), 1.0)
         else:
             self.policy_net = mlp(obs_dim, hidden_sizes, head_out, activation, out_gain=0.01)
-            self.value_net = mlp(obs_dim, hidden_sizes, 1, activation, out_gain=1.0)
+            vf_sizes = self.spec.get("vf_hidden_sizes", hidden_sizes)
+            self.value_net = mlp(obs_dim, vf_sizes, 1, activation, out_gain=1.0)
         if not self.discrete and not self.state_dependent_std:
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
         if not ortho_init:
@@ -237,7 +243,14 @@ class ActorCritic(nn.Module):
         rollout, whose θ_old is fixed). With a user's hook on a layer, or an encoder, this module
         itself (so hooks fire, and an encoder runs once for both)."""
         too_wide = max(self.spec["hidden_sizes"], default=0) > FusedActorCritic.MAX_WIDTH
-        if self.shared or too_wide or "encoder" in self._modules or self.policy_net.hooked or self.value_net.hooked:
+        if (
+            self.shared
+            or too_wide
+            or "vf_hidden_sizes" in self.spec
+            or "encoder" in self._modules
+            or self.policy_net.hooked
+            or self.value_net.hooked
+        ):
             return self
         return FusedActorCritic(self)
 
@@ -299,6 +312,7 @@ def actor_critic_for(cfg, observation_space, action_space) -> ActorCritic:
         observation=observation,
         **action_head(action_space),
         hidden_sizes=cfg.hidden_sizes,
+        vf_hidden_sizes=cfg.vf_hidden_sizes,
         activation=cfg.activation,
         shared=cfg.shared_network,
         log_std_init=cfg.log_std_init,
@@ -370,8 +384,11 @@ class Encoded(nn.Module):
         return obs if encoder is None else encoder(obs)
 
 
-def _spec(obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], observation: dict | None) -> dict:
+def _spec(
+    obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], observation: dict | None, activation: str = "relu"
+) -> dict:
     spec = dict(obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=list(hidden_sizes))
+    spec |= {"activation": activation} if activation != "relu" else {}  # (older agents: ReLU, unrecorded)
     return spec | ({"observation": observation} if observation else {})
 
 
@@ -392,6 +409,7 @@ class QEnsemble(nn.Module):
         k: int = 2,
         discrete: bool = False,
         observation: dict | None = None,
+        activation: str = "relu",
     ):
         super().__init__()
         self.discrete = discrete
@@ -399,7 +417,7 @@ class QEnsemble(nn.Module):
             self.encoders = nn.ModuleList(encoder_from_spec(observation) for _ in range(k))
             obs_dim = self.encoders[0].out_dim
         in_dim, out_dim = (obs_dim, action_dim) if discrete else (obs_dim + action_dim, 1)
-        self.members = nn.ModuleList(plain_mlp(in_dim, hidden_sizes, out_dim) for _ in range(k))
+        self.members = nn.ModuleList(plain_mlp(in_dim, hidden_sizes, out_dim, activation) for _ in range(k))
 
     def _input(self, obs: Tensor, actions: Tensor | None, i: int) -> Tensor:
         encoders = self._modules.get("encoders")
@@ -425,9 +443,11 @@ class QEnsemble(nn.Module):
 class VNetwork(Encoded):
     """V(s) ``[B]`` (SAC v1's soft value network)."""
 
-    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None):
+    def __init__(
+        self, obs_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None, activation: str = "relu"
+    ):
         super().__init__()
-        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, 1)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, 1, activation)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(self.encode(obs)).squeeze(-1)
@@ -436,10 +456,17 @@ class VNetwork(Encoded):
 class DeterministicActor(Encoded):
     """μ(s) = tanh(MLP(s)) in [−1, 1]^D (rescaled to the Box bounds by the env's action map)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None):
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int],
+        observation: dict | None = None,
+        activation: str = "relu",
+    ):
         super().__init__()
-        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation)
-        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, action_dim)
+        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation, activation)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, action_dim, activation)
 
     @classmethod
     def from_spec(cls, spec: dict) -> DeterministicActor:
@@ -456,10 +483,17 @@ class DeterministicActor(Encoded):
 class SquashedGaussianActor(Encoded):
     """π(·|s) = tanh(N(μ(s), σ(s)²)): state-dependent log-std clamped to [−20, 2] (item 36)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None):
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int],
+        observation: dict | None = None,
+        activation: str = "relu",
+    ):
         super().__init__()
-        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation)
-        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, 2 * action_dim)
+        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation, activation)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, 2 * action_dim, activation)
 
     @classmethod
     def from_spec(cls, spec: dict) -> SquashedGaussianActor:
@@ -478,10 +512,17 @@ class SquashedGaussianActor(Encoded):
 class CategoricalActor(Encoded):
     """π(·|s) = softmax(MLP(s)) over a Discrete space (SAC-discrete)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None):
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int],
+        observation: dict | None = None,
+        activation: str = "relu",
+    ):
         super().__init__()
-        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation)
-        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, action_dim)
+        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation, activation)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, action_dim, activation)
 
     @classmethod
     def from_spec(cls, spec: dict) -> CategoricalActor:

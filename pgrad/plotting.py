@@ -11,7 +11,7 @@ import numpy as np
 
 # Fields that differ between seeds of one experiment and do not define it.
 _NOT_PART_OF_EXPERIMENT = {"seed", "run_dir", "overwrite", "progress_bar", "tensorboard", "device", "torch_threads",
-                           "verbose", "save_final_checkpoint"}  # fmt: skip
+                           "verbose", "save_final_checkpoint", "track", "track_project", "tracking_uri"}  # fmt: skip
 
 
 def read_curve(run_dir: str | Path, metric: str = "charts/episodic_return") -> tuple[np.ndarray, np.ndarray]:

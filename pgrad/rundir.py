@@ -25,6 +25,7 @@ RUN_FILES = (
     "eval.csv",
     "best_model.safetensors",
     "best_agent.json",
+    "tracking.json",
     "curve.png",
     "checkpoint.safetensors",
 )

@@ -36,7 +36,9 @@ from pgrad.logging import RunLogger
 from pgrad.rundir import RunDirLock, discard_run_dir, open_run_dir, remove_run_files
 from pgrad.spaces import action_storage, describe, signature
 from pgrad.state import capture, restore
+from pgrad.tracking import Trackers, check_available
 from pgrad.wrappers import preprocessed
+from pgrad.zoo import ZooEntry, read_zoo
 
 
 def load_presets() -> dict[str, dict[str, dict[str, Any]]]:
@@ -46,11 +48,17 @@ def load_presets() -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def resolve_config(
-    algo: str, env: str, preset: str = "auto", overrides: dict[str, Any] | None = None, registered: bool = True
+    algo: str,
+    env: str,
+    preset: str = "auto",
+    overrides: dict[str, Any] | None = None,
+    registered: bool = True,
+    zoo: ZooEntry | None = None,
 ) -> tuple[RunConfig, dict[str, str], str | None]:
-    """Build the config: plain defaults, then the (algo, env) preset unless ``preset="none"``,
-    then ``overrides``. Returns ``(config, source of each field, preset name or None)``.
-    ``env`` is an id (checked when ``registered``) or the name of a user's env spec."""
+    """Build the config: plain defaults, then the (algo, env) preset unless ``preset="none"`` (or an
+    RL-Zoo file's entry, ``zoo``, in its place), then ``overrides``. Returns ``(config, source of
+    each field, preset name or None)``. ``env`` is an id (checked when ``registered``) or the name
+    of a user's env spec."""
     entry = get_algo(algo)
     if registered:
         check_env_id(env)
@@ -65,15 +73,18 @@ def resolve_config(
         raise ValueError(f"unknown {entry.name} config field {unknown[0]!r}.{hint} Fields: {', '.join(sorted(fields))}")
     tables = load_presets().get(entry.name, {})
     preset_key = env if env in tables or not is_atari(env) else "atari"  # one table for every Atari game
-    preset_values = tables.get(preset_key, {}) if preset == "auto" else {}
+    preset_values = tables.get(preset_key, {}) if preset == "auto" and zoo is None else {}
     values: dict[str, Any] = {"env": env}
     sources = {name: "default" for name in fields}
     sources["env"] = "user"
-    for source, layer in (("preset", preset_values), ("user", overrides)):
+    base = ("zoo", zoo.fields) if zoo is not None else ("preset", preset_values)
+    for source, layer in (base, ("user", overrides)):
         for key, value in layer.items():
             values[key] = tuple(value) if isinstance(value, list) else value
             sources[key] = source
     config = entry.config_class(**values)
+    if zoo is not None:
+        return config, sources, f"zoo:{zoo.name}"
     return config, sources, f"{entry.name}/{preset_key}" if preset_values else None
 
 
@@ -166,6 +177,7 @@ class Trainer:
 
     def __init__(self, algo: str, cfg: RunConfig, run_dir: Path, spec: EnvSpec | None = None, callbacks: Any = None):
         self.entry, self.cfg, self.run_dir = get_algo(algo), cfg, run_dir
+        check_available(cfg.track)  # before anything is built or written
         self.user_spec = spec or EnvSpec.from_user(cfg.env)
         self.callbacks = checked(callbacks)
         if cfg.stop_at_return is not None:
@@ -393,11 +405,14 @@ class Trainer:
         info = RunInfo(self.entry.name, cfg, run_dir, resume_step or 0, self.agent)
         for cb in self.callbacks:
             cb.on_training_start(info)
+        trackers = Trackers(cfg, run_dir, self.entry.name, to_jsonable(cfg))
+        trackers.start()
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            with RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step) as logger:
+            logger = RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step, trackers)
+            with logger:
                 try:
                     steps = self.loop.run(lambda step, metrics: self.on_update(logger, step, metrics), self.poll)
                 except _StopRequested as stop:
@@ -412,10 +427,26 @@ class Trainer:
                 elapsed = logger.elapsed
             if cfg.save_final_checkpoint or cfg.checkpoint_every:
                 self.save_checkpoint(steps)  # `--resume RUN --total-steps N` extends the run from here
+        except BaseException:
+            trackers.finish(failed=True)
+            raise
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             self.env.close()
+        try:
+            self._finish(steps, elapsed, trackers)
+        except BaseException:
+            trackers.finish(failed=True)
+            raise
+        trackers.finish()
+        for cb in self.callbacks:
+            cb.on_training_end(self.agent, steps)
+        return self.agent
+
+    def _finish(self, steps: int, elapsed: float, trackers: Trackers) -> None:
+        """The finished run's files: the agent, the final evaluation, the curve; the summary."""
+        cfg, run_dir = self.cfg, self.run_dir
         self.agent.save(run_dir)
         if not (cfg.save_final_checkpoint or cfg.checkpoint_every):
             (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # finished: the agent is the result
@@ -428,15 +459,14 @@ class Trainer:
             checkpoint.atomic_write(
                 run_dir / "eval.json", json.dumps(self.agent.evaluation.to_json(), indent=2).encode()
             )
+            result = self.agent.evaluation
+            trackers.log(steps, {"eval/final_mean_return": result.mean, "eval/final_std_return": result.std})
         from pgrad.plotting import plot_runs
 
         plot_runs([run_dir], run_dir / "curve.png", title=f"{self.entry.name} on {cfg.env} (seed {cfg.seed})")
         if cfg.verbose >= 1:
             stopped = steps < cfg.total_steps
             print_summary(Console(), self.entry.name, cfg, steps, elapsed, self.agent.evaluation, run_dir, stopped)
-        for cb in self.callbacks:
-            cb.on_training_end(self.agent, steps)
-        return self.agent
 
 
 def run(
@@ -611,6 +641,7 @@ def train(
     wrappers: list[Any] | None = None,
     check_env: bool = True,
     callbacks: Any = None,
+    zoo_file: str | os.PathLike | None = None,
     **fields: Any,
 ) -> Agent:
     """Train and return an :class:`Agent`; ``fields`` are config fields of ``algo`` (SB3 names).
@@ -628,6 +659,10 @@ def train(
     ``progress_bar=True``) and keeps the final checkpoint (``save_final_checkpoint=True``), so
     ``agent.learn(steps)`` can continue the run.
     """
+    zoo = None
+    if zoo_file is not None:
+        zoo = read_zoo(zoo_file, get_algo(algo).name, EnvSpec.from_user(env).name, get_algo(algo).config_class)
+        env_kwargs, wrappers = zoo.env_kwargs | (env_kwargs or {}), [*zoo.wrappers, *(wrappers or [])]
     spec = EnvSpec.from_user(env, env_kwargs, wrappers)
     overrides = dict(fields)
     if total_steps is not None:
@@ -639,5 +674,5 @@ def train(
     overrides.setdefault("save_final_checkpoint", True)
     if not isinstance(check_env, bool):
         raise ValueError(f"check_env={check_env!r} is invalid: must be True or False")
-    cfg, sources, preset_name = resolve_config(algo, spec.name, preset, overrides, registered=spec.id is not None)
+    cfg, sources, preset_name = resolve_config(algo, spec.name, preset, overrides, spec.id is not None, zoo)
     return run(algo, cfg, sources, preset_name, spec, check_env, checked(callbacks))

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from pgrad.buffers import CompactReplayBuffer, EpisodeBuffer, ReplayBuffer, RolloutBuffer
+from pgrad.config import schedule, set_learning_rate
 from pgrad.distributions import EnvGenerators
 from pgrad.envs import VecEnv
 from pgrad.optim import norms
@@ -338,8 +339,9 @@ class OffPolicyLoop:
 
     Actions are in the policy's space ([−1, 1]^D for Box, rescaled by the env; ints for Discrete):
     uniformly random for the first ``learning_starts`` steps, then ``algo.explore``. Every
-    ``train_freq`` vector steps, ``gradient_steps`` updates on uniform replay samples of
-    ``batch_size``; ``on_update`` follows each training round.
+    ``train_freq`` vector steps (or, with ``train_freq_unit="episode"``, every ``train_freq``
+    finished episodes), ``gradient_steps`` updates on uniform replay samples of ``batch_size``
+    (``-1``: as many as env steps since the last round, SB3's); ``on_update`` follows each round.
     """
 
     not_state = ("named_params",)
@@ -359,7 +361,17 @@ class OffPolicyLoop:
         self.sample_generator = torch.Generator().manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.global_step = self.vector_step = 0
+        self.steps_since_round = self.episodes_since_round = 0  # since the last training round
         self.obs: np.ndarray | None = None
+
+    def round_due(self) -> bool:
+        """Whether a training round is due after this vector step."""
+        cfg = self.cfg
+        if self.global_step < cfg.learning_starts:
+            return False
+        if cfg.train_freq_unit == "episode":
+            return self.episodes_since_round >= cfg.train_freq
+        return self.vector_step % cfg.train_freq == 0
 
     def run(self, on_update: OnUpdate, poll: Poll = no_poll) -> int:
         """``on_update`` after each training round, ``poll`` after every vector step (the
@@ -387,13 +399,29 @@ class OffPolicyLoop:
             self.obs = next_obs
             self.global_step += N
             self.vector_step += 1
-            if self.global_step >= cfg.learning_starts and self.vector_step % cfg.train_freq == 0:
-                for _ in range(cfg.gradient_steps):
+            self.steps_since_round += N
+            self.episodes_since_round += int(dones.sum())
+            if self.round_due():
+                steps = cfg.gradient_steps if cfg.gradient_steps > 0 else self.steps_since_round
+                self.steps_since_round = self.episodes_since_round = 0
+                if cfg.lr_schedule != "constant":
+                    lr = schedule(cfg.learning_rate, cfg.lr_schedule, 1.0 - self.global_step / cfg.total_steps)
+                    for optimizer in optimizers_of(algo):
+                        set_learning_rate(optimizer, lr)
+                for _ in range(steps):
                     metrics = algo.update(normalized(buffer.sample(cfg.batch_size, self.sample_generator), norm))
                 check_finite(metrics, self.global_step, self.named_params)
                 on_update(self.global_step, self.stats.add(env) | metrics)
             poll(self.global_step)
         return self.global_step
+
+
+def optimizers_of(algo: object) -> list[torch.optim.Optimizer]:
+    """Every optimiser an off-policy algorithm holds: its own attributes' (actor, critics, SAC v1's
+    V) and its temperature's (SAC's α, when learned)."""
+    found = [v for v in vars(algo).values() if isinstance(v, torch.optim.Optimizer)]
+    temperature = getattr(getattr(algo, "temperature", None), "optimizer", None)
+    return found + ([temperature] if temperature is not None else [])
 
 
 def normalized(batch: dict[str, Tensor], norm) -> dict[str, Tensor]:

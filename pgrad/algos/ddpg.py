@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pgrad.config import DeterministicConfig
+from pgrad.config import DeterministicConfig, critic_sizes
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
 from pgrad.networks import DeterministicActor, QEnsemble, frozen, observation_for, soft_update
@@ -38,8 +38,10 @@ class DDPG:
         self.cfg, self.device = cfg, device
         action_dim = require_box("ddpg", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
-        self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes, obs).to(device)
-        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=1, observation=obs).to(device)  # Q = member 0
+        self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation).to(device)
+        self.critic = QEnsemble(
+            obs_dim, action_dim, critic_sizes(cfg), k=1, observation=obs, activation=cfg.activation
+        ).to(device)  # Q = member 0
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)

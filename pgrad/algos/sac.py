@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pgrad.config import OffPolicyConfig, in_range, one_of, positive, require
+from pgrad.config import OffPolicyConfig, critic_sizes, in_range, one_of, positive, require
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
 from pgrad.networks import (
@@ -116,12 +116,14 @@ class SAC:
         self.cfg, self.device = cfg, device
         action_dim = require_box(f"sac (variant {cfg.variant})", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
-        self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes, obs).to(device)
-        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=2, observation=obs).to(device)  # Q_1, Q_2
+        self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation).to(device)
+        self.critic = QEnsemble(
+            obs_dim, action_dim, critic_sizes(cfg), k=2, observation=obs, activation=cfg.activation
+        ).to(device)  # Q_1, Q_2
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
         if cfg.variant == "v1":
-            self.v = VNetwork(obs_dim, cfg.hidden_sizes, obs).to(device)
+            self.v = VNetwork(obs_dim, critic_sizes(cfg), obs, cfg.activation).to(device)
             self.v_target = copy.deepcopy(self.v)
             self.v_optimizer = adam(self.v.parameters(), cfg.learning_rate)
             fixed = 0.2 if cfg.ent_coef is None else cfg.ent_coef
@@ -207,8 +209,10 @@ class SACDiscrete:
             )
         self.cfg, self.device = cfg, device
         (obs_dim, obs), n_actions = observation_for(cfg, observation_space), int(action_space.n)
-        self.actor = CategoricalActor(obs_dim, n_actions, cfg.hidden_sizes, obs).to(device)
-        self.critic = QEnsemble(obs_dim, n_actions, cfg.hidden_sizes, k=2, discrete=True, observation=obs).to(device)
+        self.actor = CategoricalActor(obs_dim, n_actions, cfg.hidden_sizes, obs, cfg.activation).to(device)
+        self.critic = QEnsemble(
+            obs_dim, n_actions, critic_sizes(cfg), k=2, discrete=True, observation=obs, activation=cfg.activation
+        ).to(device)
         self.critic_target = copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgrad.config import DeterministicConfig, non_negative, positive_int
+from pgrad.config import DeterministicConfig, critic_sizes, non_negative, positive_int
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
 from pgrad.networks import DeterministicActor, QEnsemble, frozen, observation_for, soft_update
@@ -48,8 +48,10 @@ class TD3:
         self.cfg, self.device = cfg, device
         action_dim = require_box("td3", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
-        self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes, obs).to(device)
-        self.critic = QEnsemble(obs_dim, action_dim, cfg.hidden_sizes, k=2, observation=obs).to(device)  # Q_1, Q_2
+        self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation).to(device)
+        self.critic = QEnsemble(
+            obs_dim, action_dim, critic_sizes(cfg), k=2, observation=obs, activation=cfg.activation
+        ).to(device)  # Q_1, Q_2
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)

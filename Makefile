@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,distributed,atari,export,track]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,distributed,atari,export,track,tune]"
 	touch $(STAMP)
 
 # Train PPO on CartPole-v1 for 100k steps (the shipped preset), then evaluate the saved agent.

@@ -31,6 +31,7 @@ commands:
   plot RUN_OR_SWEEP_DIR... [-o curves.png]                                        learning curves (mean ± std over seeds)
   list                                                                            algorithms and presets
   sweep ALGO --seeds 0,1,2 [--grid FIELD=V1,V2]... [--set FIELD=V]...             seeds × grid on Ray
+  tune ALGO --env ENV --trials 50 [--storage sqlite:///study.db] [--workers K]     Optuna search (RL Zoo's spaces)
   lab variance|theory [--mdp chain] [...]                                         exact-gradient estimator lab
 
 `pgrad train ALGO --help` lists every hyperparameter of ALGO."""
@@ -407,6 +408,64 @@ def cmd_sweep(argv: list[str]) -> int:
     return 1 if any(row["failed"] for row in record["summary"]) else 0
 
 
+def cmd_tune(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pgrad tune",
+        description="Optuna search (TPE sampler, median pruner on the evaluations) over the algorithm's RL Zoo "
+        "search space; writes best.toml (a presets.toml table), best.yml (an RL Zoo entry) and trials.csv.",
+    )
+    parser.add_argument("algo")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--trials", type=int, default=20, help="the study's total (a resumed study runs the rest)")
+    parser.add_argument("--total-steps", type=int, default=None, help="steps per trial (default: the preset's)")
+    parser.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: a tenth)")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--storage", default=None, help="an Optuna storage, e.g. sqlite:///study.db (resumable)")
+    parser.add_argument("--study-name", default=None, help="default ALGO-ENV")
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed and every trial's")
+    parser.add_argument("--workers", type=int, default=0, help="Ray tasks running trials in parallel (needs --storage)")
+    parser.add_argument("--ray-address", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a fixed config field")
+    parser.add_argument("--out", default=None, help="default runs/tune-<algo>-<env>-<time>")
+    args = parser.parse_args(argv)
+    from rich.console import Console
+
+    from pgrad.algos import get_algo
+    from pgrad.distributed import parse_value
+    from pgrad.envspec import EnvSpec
+    from pgrad.train import resolve_config
+    from pgrad.tune import tune
+
+    algo = get_algo(args.algo).name
+    for name in ("trials", "eval_episodes"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid: must be an integer >= 1")
+    if args.workers < 0:
+        raise UsageError(f"--workers {args.workers} is invalid: must be an integer >= 0")
+    fixed = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item!r} is invalid: write FIELD=VALUE")
+        fixed[key.strip().replace("-", "_")] = parse_value(value)
+    spec = EnvSpec.from_user(args.env)
+    base, _, _ = resolve_config(algo, spec.name, "auto", fixed, registered=spec.id is not None)
+    total = args.total_steps or base.total_steps
+    fixed |= {"total_steps": total, "seed": args.seed, "eval_episodes": args.eval_episodes,
+              "eval_every": args.eval_every or max(total // 10, 1)}  # fmt: skip
+    resolve_config(algo, spec.name, "auto", fixed, registered=spec.id is not None)  # each value checked here
+    out = Path(args.out or f"runs/tune-{algo}-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    console = Console()
+    console.print(f"tune: {args.trials} trials of {algo} on {spec.name} ({total:,} steps each) -> {out}")
+    best = tune(algo, args.env, args.trials, fixed, out, args.storage, args.study_name, args.seed, args.workers,
+                args.ray_address)  # fmt: skip
+    console.print(f"best: trial {best['number']} of {best['trials']}, final evaluation {best['value']:.2f}")
+    for key, value in sorted(best["params"].items()):
+        console.print(f"  {key} = {value}")
+    console.print(f"wrote {out / 'best.toml'}, {out / 'best.yml'}, {out / 'trials.csv'}")
+    return 0
+
+
 def cmd_lab(argv: list[str]) -> int:
     from pgrad.lab.cli import main as lab_main
 
@@ -420,6 +479,7 @@ COMMANDS = {
     "plot": cmd_plot,
     "list": cmd_list,
     "sweep": cmd_sweep,
+    "tune": cmd_tune,
     "lab": cmd_lab,
 }
 

@@ -229,6 +229,7 @@ def worker(job: dict) -> dict:
             torch_threads=job["threads"],
             device="cpu",
             eval_episodes=0 if case.get("pixels") else 10,
+            save_final_checkpoint=False,  # the run's training is what is timed, not a checkpoint write
             **case["hp"],
         )
         last = list(csv.DictReader(open(run_dir / "timing.csv")))[-1]

@@ -45,7 +45,7 @@ def main() -> None:
                 start = time.perf_counter()
                 agent = pgrad.train(
                     "ppo", env="CartPole-v1", total_steps=args.steps, seed=0, n_envs=args.n_envs, workers=w,
-                    run_dir=f"{tmp}/w{w}-{r}", tensorboard=False, eval_episodes=0,
+                    run_dir=f"{tmp}/w{w}-{r}", tensorboard=False, eval_episodes=0, save_final_checkpoint=False,
                 )  # fmt: skip
                 sps[w].append(args.steps / (time.perf_counter() - start))  # training, Ray actors' start included
                 evals[w].append(evaluate(agent, 10, 0).mean)

@@ -59,6 +59,7 @@ def run_one(job: tuple) -> dict:
         overwrite=True,
         tensorboard=False,
         progress_bar=False,
+        save_final_checkpoint=False,
         **extra,
     )
     wall = time.perf_counter() - start

@@ -153,7 +153,10 @@ def _resume_args(argv: list[str]) -> tuple[str, None, int | None]:
 ENV_FLAGS_HELP = """environment flags (besides --env ID | module:EnvId | module:Factory):
   --env-kwargs K=V [K=V ...]   keyword arguments of the env (typed: 1, 0.5, True, [1, 2], text; or one JSON object)
   --wrapper module:Name[:K=V,...]   a wrapper applied to each sub-env, in the order given (repeatable)
-  --no-check-env               skip gymnasium's env checker on a user's env"""
+  --no-check-env               skip gymnasium's env checker on a user's env
+config flags (besides the fields above):
+  --preset auto|none           the (algo, env) preset, or the plain defaults
+  --zoo-file hyperparams.yml   an RL Zoo file's entry for --env in place of the preset"""
 
 
 def _env_flags(argv: list[str]) -> tuple[list[str], dict, list, bool]:

@@ -453,8 +453,11 @@ class VNetwork(Encoded):
         return self.net(self.encode(obs)).squeeze(-1)
 
 
-class DeterministicActor(Encoded):
-    """μ(s) = tanh(MLP(s)) in [−1, 1]^D (rescaled to the Box bounds by the env's action map)."""
+class Actor(Encoded):
+    """An off-policy actor: an MLP from the (encoded) observation to ``OUTPUTS`` numbers per action
+    dimension; ``spec`` is what a saved agent rebuilds it from."""
+
+    OUTPUTS = 1
 
     def __init__(
         self,
@@ -466,11 +469,15 @@ class DeterministicActor(Encoded):
     ):
         super().__init__()
         self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation, activation)
-        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, action_dim, activation)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, self.OUTPUTS * action_dim, activation)
 
     @classmethod
-    def from_spec(cls, spec: dict) -> DeterministicActor:
+    def from_spec(cls, spec: dict) -> Actor:
         return cls(**spec)
+
+
+class DeterministicActor(Actor):
+    """μ(s) = tanh(MLP(s)) in [−1, 1]^D (rescaled to the Box bounds by the env's action map)."""
 
     def forward(self, obs: Tensor) -> Tensor:
         return torch.tanh(self.net(self.encode(obs)))
@@ -480,24 +487,10 @@ class DeterministicActor(Encoded):
         return self(obs)
 
 
-class SquashedGaussianActor(Encoded):
+class SquashedGaussianActor(Actor):
     """π(·|s) = tanh(N(μ(s), σ(s)²)): state-dependent log-std clamped to [−20, 2] (item 36)."""
 
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        hidden_sizes: Sequence[int],
-        observation: dict | None = None,
-        activation: str = "relu",
-    ):
-        super().__init__()
-        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation, activation)
-        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, 2 * action_dim, activation)
-
-    @classmethod
-    def from_spec(cls, spec: dict) -> SquashedGaussianActor:
-        return cls(**spec)
+    OUTPUTS = 2  # μ and log σ
 
     def forward(self, obs: Tensor) -> TanhGaussian:
         mean, log_std = self.net(self.encode(obs)).chunk(2, dim=-1)
@@ -509,24 +502,8 @@ class SquashedGaussianActor(Encoded):
         return dist.mode() if deterministic else dist.sample()  # tanh(μ) when deterministic (item 40)
 
 
-class CategoricalActor(Encoded):
+class CategoricalActor(Actor):
     """π(·|s) = softmax(MLP(s)) over a Discrete space (SAC-discrete)."""
-
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        hidden_sizes: Sequence[int],
-        observation: dict | None = None,
-        activation: str = "relu",
-    ):
-        super().__init__()
-        self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation, activation)
-        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, action_dim, activation)
-
-    @classmethod
-    def from_spec(cls, spec: dict) -> CategoricalActor:
-        return cls(**spec)
 
     def forward(self, obs: Tensor) -> Categorical:
         return Categorical(self.net(self.encode(obs)))

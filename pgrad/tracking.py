@@ -119,7 +119,13 @@ class Trackers:
         path = self.run_dir / TRACKING_FILE
         ids = json.loads(path.read_text()) if path.is_file() else {}
         for name, tracker in self.items.items():
-            ids[name] = tracker.start(self.run_dir, self.name, {"algo": self.algo, **self.config}, ids.get(name))
+            try:
+                ids[name] = tracker.start(self.run_dir, self.name, {"algo": self.algo, **self.config}, ids.get(name))
+            except Exception as e:  # a service that does not answer, a bad URI, no login: the tracker's own errors
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise ValueError(
+                    f"--track {name} could not start its run ({type(e).__name__}: {first[:300]})"
+                ) from None
         atomic_write(path, json.dumps(ids, indent=2).encode())
 
     def log(self, step: int, scalars: dict[str, float]) -> None:

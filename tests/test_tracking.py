@@ -83,3 +83,11 @@ def test_a_tracker_whose_package_is_missing_is_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "r").exists()
     result = cli("train", "ppo", "--track", "comet", "--run-dir", str(tmp_path / "x"))
     assert result.returncode == 2 and "must be a tuple of 'wandb', 'mlflow'" in result.stderr
+
+
+def test_a_tracker_that_cannot_start_is_one_line(tmp_path):
+    pytest.importorskip("mlflow")
+    result = cli("train", "ppo", "--total-steps", "256", "--track", "mlflow", "--tracking-uri", "bogus://nowhere",
+                 "--run-dir", str(tmp_path / "r"))  # fmt: skip
+    assert result.returncode == 2 and "--track mlflow could not start its run" in result.stderr, result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -111,6 +111,15 @@ CASES: dict[str, dict] = {
         "hp": {"n_envs": 1, "learning_rate": 1e-3},
     },
     "td3-pendulum": {"algo": "td3", "sb3": "TD3", "env": "Pendulum-v1", "steps": 20_000, "quick": False, "hp": {}},
+    # n-step targets (issue 20): the Zoo's SAC Pendulum entry with n_steps=3, SB3's NStepReplayBuffer beside it
+    "sac-pendulum-nstep3": {
+        "algo": "sac",
+        "sb3": "SAC",
+        "env": "Pendulum-v1",
+        "steps": 20_000,
+        "quick": False,
+        "hp": {"n_envs": 1, "learning_rate": 1e-3, "n_steps": 3},
+    },
     # Pixels: RL-Zoo's ppo.yml `atari` on Breakout, 25k agent steps (100k frames), speed and memory only
     # (a return after 100k frames says nothing). pgrad's preset is this one (ppo/atari); SB3 runs
     # make_atari_env (its AtariWrapper) + VecFrameStack(4) + CnnPolicy with the same values.

@@ -209,7 +209,8 @@ class ReplayBuffer:
         ended an episode (terminated or truncated; :class:`CompactReplayBuffer` needs it)."""
         n = len(rewards)
         idx = (self.position + torch.arange(n)) % self.capacity
-        row = {"obs": obs, "next_obs": next_obs, "actions": actions, "rewards": rewards, "terminated": terminated}
+        row = {"obs": obs, "next_obs": next_obs, "actions": actions, "rewards": rewards, "terminated": terminated,
+               "ended": ended}  # fmt: skip
         for name in self.COLUMNS:
             store = getattr(self, name)
             if self.device.type == "cpu":
@@ -258,6 +259,49 @@ class ReplayBuffer:
             "rewards": self.rewards[idx],
             "next_obs": self.next_obs[idx],
             "terminated": self.terminated[idx],
+        }
+
+
+class NStepReplayBuffer(ReplayBuffer):
+    """A replay buffer whose samples look ``n`` steps ahead in the same env (n-step targets).
+
+    Rows are written ``N`` at a time, so the same env's next transition is row ``i + N``. A sample
+    of row ``i`` holds the rewards of rows ``i, i + N, …, i + (n−1)N`` (``[B, n]``) with a mask of
+    the steps that belong to its episode and are already written: the steps stop after the first
+    that ended an episode (terminated *or* truncated). ``next_obs`` and ``terminated`` are the last
+    valid step's, so a truncation bootstraps from its real final observation and a termination
+    does not bootstrap. :func:`pgrad.estimators.n_step_return` then sums the (normalised) rewards.
+    """
+
+    COLUMNS = (*ReplayBuffer.COLUMNS, "ended")
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
+                 action_dtype: torch.dtype, device: torch.device | str = "cpu",
+                 obs_dtype: torch.dtype = torch.float32, n_envs: int = 1, n_steps: int = 1):  # fmt: skip
+        self.ended = torch.zeros(capacity, device=device)
+        super().__init__(capacity, obs_shape, action_shape, action_dtype, device, obs_dtype)
+        self.n_envs, self.n_steps = n_envs, n_steps
+
+    def add(self, obs, actions, rewards, next_obs, terminated, ended=None) -> None:
+        if ended is None:
+            raise ValueError("an n-step replay buffer needs `ended` (terminated or truncated) for each row")
+        super().add(obs, actions, rewards, next_obs, terminated, ended)
+
+    def transitions(self, idx: Tensor) -> dict[str, Tensor]:
+        n, N = self.n_steps, self.n_envs
+        ahead = torch.arange(n, device=self.device)
+        rows = (idx[:, None] + N * ahead) % self.capacity  # [B, n]: the same env's next n transitions
+        written = ((self.position - idx - 1) % self.capacity + 1)[:, None] > N * ahead  # not past the newest row
+        ended_before = torch.cumsum(self.ended[rows], dim=1) - self.ended[rows] > 0  # an earlier step ended it
+        mask = written & ~ended_before
+        last = rows.gather(1, (mask.sum(1, keepdim=True) - 1))[:, 0]  # the last step of each sample
+        return {
+            "obs": self.obs[idx],
+            "actions": self.actions[idx],
+            "rewards": self.rewards[rows],
+            "mask": mask,
+            "next_obs": self.next_obs[last],
+            "terminated": self.terminated[last],
         }
 
 

@@ -95,6 +95,11 @@ def critic_sizes(cfg) -> tuple[int, ...]:
     return cfg.hidden_sizes if cfg.critic_hidden_sizes is None else cfg.critic_hidden_sizes
 
 
+def critic_options(cfg) -> dict:
+    """The Q critics' network options of an off-policy config (``QEnsemble``'s keyword arguments)."""
+    return dict(activation=cfg.activation, layer_norm=cfg.critic_layer_norm, dropout=cfg.critic_dropout)
+
+
 def valid_seed(name: str, value: Any) -> None:
     require(name, value, _is_int(value) and 0 <= value < 2**31, "must be an integer in [0, 2^31)")
 
@@ -368,8 +373,15 @@ class OffPolicyConfig(RunConfig):
     """Hidden layer sizes of the critics (SB3's net_arch=dict(pi=..., qf=...)); None: hidden_sizes."""
     activation: Literal["relu", "tanh", "elu", "silu"] = "relu"
     """Hidden activation of the actor and critics."""
+    critic_layer_norm: bool = False
+    """LayerNorm after each hidden layer of the Q critics (Ball et al. 2023; DroQ's)."""
+    critic_dropout: float = 0.0
+    """Dropout rate in each hidden layer of the Q critics, targets included (DroQ: 0.01 with LayerNorm and
+    gradient_steps ≈ 20, Hiraoka et al., ICLR 2022)."""
     log_interval: int = 200
     """Write a progress row every this many training rounds."""
+    n_steps: int = 1
+    """n-step targets: y = Σ_{k<n} γ^k r_{t+k} + γ^n (1 − d) V(s_{t+n}), cut where an episode ends (SB3's n_steps)."""
     save_replay_buffer: bool = True
     """Keep the replay buffer in checkpoints (exact resume); without it a resumed run refills it."""
     optimize_memory_usage: bool = False
@@ -382,6 +394,14 @@ class OffPolicyConfig(RunConfig):
         positive("learning_rate", self.learning_rate)
         one_of("lr_schedule", self.lr_schedule, ("constant", "linear"))
         positive_int("buffer_size", self.buffer_size)
+        require(
+            "n_steps",
+            self.n_steps,
+            _is_int(self.n_steps) and 1 <= self.n_steps <= 1000,
+            "must be an integer in [1, 1000]",
+        )
+        if self.n_steps > 1 and self.optimize_memory_usage:
+            require("n_steps", self.n_steps, False, "must be 1 with optimize_memory_usage (not combined yet)")
         non_negative_int("learning_starts", self.learning_starts)
         positive_int("batch_size", self.batch_size)
         in_range("tau", self.tau, 0.0, 1.0, low_open=True)
@@ -397,6 +417,7 @@ class OffPolicyConfig(RunConfig):
                     f"must be > n_envs={self.n_envs} with optimize_memory_usage")  # fmt: skip
         sizes("critic_hidden_sizes", self.critic_hidden_sizes, optional=True)
         one_of("activation", self.activation, ("relu", "tanh", "elu", "silu"))
+        in_range("critic_dropout", self.critic_dropout, 0.0, 1.0, high_open=True)
         require(
             "hidden_sizes",
             self.hidden_sizes,

@@ -34,10 +34,22 @@ def td_errors(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: 
     return rewards + gamma * (1.0 - _float(terminated, rewards)) * next_values - values
 
 
-def td_target(rewards: Tensor, terminated: Tensor, next_values: Tensor, gamma: float) -> Tensor:
-    """The bootstrapped one-step target ``y = r + γ (1 − term) V(s')`` (``[B]``), as the off-policy
-    critics use it with V(s') = Q'(s', μ'(s')), min Q' − α log π, or V̄(s')."""
+def td_target(rewards: Tensor, terminated: Tensor, next_values: Tensor, gamma: float | Tensor) -> Tensor:
+    """The bootstrapped target ``y = r + γ (1 − term) V(s')`` (``[B]``), as the off-policy critics
+    use it with V(s') = Q'(s', μ'(s')), min Q' − α log π, or V̄(s'). For n-step targets ``r`` is the
+    n-step return and ``gamma`` the per-sample γ^k of :func:`n_step_return`."""
     return rewards + gamma * (1.0 - _float(terminated, rewards)) * next_values
+
+
+def n_step_return(rewards: Tensor, mask: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
+    """``(R, γ^k)`` of each sample from its next ``n`` rewards ``[B, n]`` and the mask of the ``k``
+    steps in its episode (``NStepReplayBuffer``): the target is then ``R + γ^k (1 − d) V(s_{t+k})``.
+
+    # n-step return: R = Σ_{j<k} γ^j r_{t+j},  k ≤ n (cut where the episode ends)
+    """
+    powers = gamma ** torch.arange(rewards.shape[1], dtype=rewards.dtype, device=rewards.device)
+    returns = (rewards * powers * _float(mask, rewards)).sum(1)
+    return returns, gamma ** mask.sum(1).to(rewards.dtype)
 
 
 def gae(

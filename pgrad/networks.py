@@ -357,12 +357,23 @@ def fit_value(
 # ---- off-policy networks (DDPG, TD3, SAC). Default PyTorch init and ReLU, as SB3/the papers. ----
 
 
-def plain_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: str = "relu") -> MLP:
-    """An MLP with PyTorch's default initialisation."""
+def plain_mlp(
+    in_dim: int,
+    hidden_sizes: Sequence[int],
+    out_dim: int,
+    activation: str = "relu",
+    layer_norm: bool = False,
+    dropout: float = 0.0,
+) -> MLP:
+    """An MLP with PyTorch's default initialisation; each hidden layer Linear → [Dropout] →
+    [LayerNorm] → activation (DroQ's order, Hiraoka et al. 2022)."""
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden_sizes]
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(a, b))
+        layers += [nn.Dropout(dropout)] if dropout > 0 else []
+        layers += [nn.LayerNorm(b)] if layer_norm else []
+        layers.append(ACTIVATIONS[activation]())
     layers.append(nn.Linear(sizes[-1], out_dim))
     return MLP(*layers)
 
@@ -410,6 +421,8 @@ class QEnsemble(nn.Module):
         discrete: bool = False,
         observation: dict | None = None,
         activation: str = "relu",
+        layer_norm: bool = False,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.discrete = discrete
@@ -417,7 +430,9 @@ class QEnsemble(nn.Module):
             self.encoders = nn.ModuleList(encoder_from_spec(observation) for _ in range(k))
             obs_dim = self.encoders[0].out_dim
         in_dim, out_dim = (obs_dim, action_dim) if discrete else (obs_dim + action_dim, 1)
-        self.members = nn.ModuleList(plain_mlp(in_dim, hidden_sizes, out_dim, activation) for _ in range(k))
+        self.members = nn.ModuleList(
+            plain_mlp(in_dim, hidden_sizes, out_dim, activation, layer_norm, dropout) for _ in range(k)
+        )
 
     def _input(self, obs: Tensor, actions: Tensor | None, i: int) -> Tensor:
         encoders = self._modules.get("encoders")

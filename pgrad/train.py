@@ -136,7 +136,7 @@ def memory_needed(cfg: RunConfig, obs_bytes: int, action_shape: tuple[int, ...])
     if hasattr(cfg, "buffer_size"):
         stored = 1 if cfg.optimize_memory_usage else 2  # each observation once, or as s and as s'
         need["replay buffer (buffer_size)"] = cfg.buffer_size * (stored * obs_bytes + 4 * (action_dim + 2))
-    if hasattr(cfg, "n_steps"):
+    if hasattr(cfg, "n_steps") and not hasattr(cfg, "buffer_size"):  # an on-policy rollout (not n-step targets)
         need["rollout (n_steps × n_envs)"] = cfg.n_steps * cfg.n_envs * (obs_bytes + 4 * (action_dim + 8))
     return need
 

@@ -157,7 +157,9 @@ def objective(algo: str, env: Any, fixed: dict[str, Any], out: Path) -> Callable
 
         spec = EnvSpec.from_user(env)
         base, _, _ = resolve_config(algo, spec.name, "auto", fixed, registered=spec.id is not None)
-        params = capped(SPACES[algo](trial, base.n_envs) | fixed, base.n_envs)  # a fixed field is never sampled
+        params = SPACES[algo](trial, base.n_envs) | fixed  # a fixed field is never sampled
+        if not hasattr(base, "buffer_size"):  # on-policy: n_steps is the rollout's length
+            params = capped(params, base.n_envs)
         report = ReportToOptuna(trial)
         run_dir = out / f"trial-{trial.number:04d}"
         agent = pgrad.train(algo, env=env, run_dir=str(run_dir), callbacks=[report], overwrite=True,

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgrad.buffers import CompactReplayBuffer, EpisodeBuffer, ReplayBuffer, RolloutBuffer
+from pgrad.buffers import CompactReplayBuffer, EpisodeBuffer, NStepReplayBuffer, ReplayBuffer, RolloutBuffer
 from pgrad.config import schedule, set_learning_rate
 from pgrad.distributions import EnvGenerators
 from pgrad.envs import VecEnv
+from pgrad.estimators import n_step_return
 from pgrad.optim import norms
 from pgrad.spaces import action_storage
 
@@ -350,8 +351,11 @@ class OffPolicyLoop:
         self.algo, self.env, self.cfg, self.device = algo, env, cfg, device
         self.discrete = isinstance(env.action_space, gym.spaces.Discrete)
         self.action_shape, action_dtype = action_storage(env.action_space)
-        buffer_class = CompactReplayBuffer if cfg.optimize_memory_usage else ReplayBuffer
-        extra = {"n_envs": env.n_envs} if cfg.optimize_memory_usage else {}
+        buffer_class, extra = ReplayBuffer, {}
+        if cfg.optimize_memory_usage:
+            buffer_class, extra = CompactReplayBuffer, {"n_envs": env.n_envs}
+        elif cfg.n_steps > 1:
+            buffer_class, extra = NStepReplayBuffer, {"n_envs": env.n_envs, "n_steps": cfg.n_steps}
         self.buffer = buffer_class(
             cfg.buffer_size, env.obs_shape, self.action_shape, action_dtype, device, env.obs_dtype, **extra
         )
@@ -409,7 +413,12 @@ class OffPolicyLoop:
                     for optimizer in optimizers_of(algo):
                         set_learning_rate(optimizer, lr)
                 for _ in range(steps):
-                    metrics = algo.update(normalized(buffer.sample(cfg.batch_size, self.sample_generator), norm))
+                    batch = normalized(buffer.sample(cfg.batch_size, self.sample_generator), norm)
+                    if "mask" in batch:  # n-step: R = Σ_{j<k} γ^j r_{t+j} of the normalised rewards, and γ^k
+                        batch["rewards"], batch["discount"] = n_step_return(
+                            batch["rewards"], batch.pop("mask"), cfg.gamma
+                        )
+                    metrics = algo.update(batch)
                 check_finite(metrics, self.global_step, self.named_params)
                 on_update(self.global_step, self.stats.add(env) | metrics)
             poll(self.global_step)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pgrad.config import DeterministicConfig, critic_sizes
+from pgrad.config import DeterministicConfig, critic_options, critic_sizes
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
 from pgrad.networks import DeterministicActor, QEnsemble, frozen, observation_for, soft_update
@@ -39,9 +39,8 @@ class DDPG:
         action_dim = require_box("ddpg", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
         self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation).to(device)
-        self.critic = QEnsemble(
-            obs_dim, action_dim, critic_sizes(cfg), k=1, observation=obs, activation=cfg.activation
-        ).to(device)  # Q = member 0
+        critic = QEnsemble(obs_dim, action_dim, critic_sizes(cfg), k=1, observation=obs, **critic_options(cfg))
+        self.critic = critic.to(device)  # Q = member 0
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
@@ -64,7 +63,7 @@ class DDPG:
                 batch["rewards"],
                 batch["terminated"],
                 self.critic_target.member(0, next_obs, self.actor_target(next_obs)),
-                cfg.gamma,
+                batch.get("discount", cfg.gamma),
             )
         q = self.critic.member(0, obs, actions)
         critic_loss = F.mse_loss(q, target_q)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pgrad.config import OffPolicyConfig, critic_sizes, in_range, one_of, positive, require
+from pgrad.config import OffPolicyConfig, critic_options, critic_sizes, in_range, one_of, positive, require
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
 from pgrad.networks import (
@@ -117,9 +117,8 @@ class SAC:
         action_dim = require_box(f"sac (variant {cfg.variant})", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
         self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation).to(device)
-        self.critic = QEnsemble(
-            obs_dim, action_dim, critic_sizes(cfg), k=2, observation=obs, activation=cfg.activation
-        ).to(device)  # Q_1, Q_2
+        critic = QEnsemble(obs_dim, action_dim, critic_sizes(cfg), k=2, observation=obs, **critic_options(cfg))
+        self.critic = critic.to(device)  # Q_1, Q_2
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
         if cfg.variant == "v1":
@@ -165,7 +164,7 @@ class SAC:
                 next_actions, next_log_prob = self.actor(next_obs).rsample_with_log_prob(self.generator)
                 next_q = self.critic_target(next_obs, next_actions).amin(0)
                 next_v = next_q - alpha * next_log_prob
-            target_q = td_target(batch["rewards"], batch["terminated"], next_v, cfg.gamma)
+            target_q = td_target(batch["rewards"], batch["terminated"], next_v, batch.get("discount", cfg.gamma))
         q = self.critic(obs, actions)  # [2, B]
         critic_loss = (q - target_q).pow(2).mean(-1).sum()  # Σ_i E[(Q_i(s, a) − y)²]
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -211,7 +210,7 @@ class SACDiscrete:
         (obs_dim, obs), n_actions = observation_for(cfg, observation_space), int(action_space.n)
         self.actor = CategoricalActor(obs_dim, n_actions, cfg.hidden_sizes, obs, cfg.activation).to(device)
         self.critic = QEnsemble(
-            obs_dim, n_actions, critic_sizes(cfg), k=2, discrete=True, observation=obs, activation=cfg.activation
+            obs_dim, n_actions, critic_sizes(cfg), k=2, discrete=True, observation=obs, **critic_options(cfg)
         ).to(device)
         self.critic_target = copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
@@ -236,7 +235,7 @@ class SACDiscrete:
             next_q = self.critic_target(next_obs).amin(0)  # [B, A]
             # V(s') = Σ_a π(a|s') (min_i Q'_i(s', a) − α log π(a|s')), the expectation in closed form
             next_v = (next_dist.probs * (next_q - alpha * next_dist.logits)).sum(-1)
-            target_q = td_target(batch["rewards"], batch["terminated"], next_v, cfg.gamma)
+            target_q = td_target(batch["rewards"], batch["terminated"], next_v, batch.get("discount", cfg.gamma))
         q = self.critic(obs).gather(2, actions[None, :, None].expand(2, -1, 1)).squeeze(2)  # Q_i(s, a): [2, B]
         critic_loss = (q - target_q).pow(2).mean(-1).sum()  # Σ_i E[(Q_i(s, a) − y)²]
         self.critic_optimizer.zero_grad(set_to_none=True)

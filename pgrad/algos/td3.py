@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgrad.config import DeterministicConfig, critic_sizes, non_negative, positive_int
+from pgrad.config import DeterministicConfig, critic_options, critic_sizes, non_negative, positive_int
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
 from pgrad.networks import DeterministicActor, QEnsemble, frozen, observation_for, soft_update
@@ -49,9 +49,8 @@ class TD3:
         action_dim = require_box("td3", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
         self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation).to(device)
-        self.critic = QEnsemble(
-            obs_dim, action_dim, critic_sizes(cfg), k=2, observation=obs, activation=cfg.activation
-        ).to(device)  # Q_1, Q_2
+        critic = QEnsemble(obs_dim, action_dim, critic_sizes(cfg), k=2, observation=obs, **critic_options(cfg))
+        self.critic = critic.to(device)  # Q_1, Q_2
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
@@ -79,7 +78,7 @@ class TD3:
             ).clamp(-1, 1)
             # clipped double Q: y = r + γ (1 − d) min_i Q'_i(s', ã')
             next_q = self.critic_target(next_obs, next_actions).amin(0)
-            target_q = td_target(batch["rewards"], batch["terminated"], next_q, cfg.gamma)
+            target_q = td_target(batch["rewards"], batch["terminated"], next_q, batch.get("discount", cfg.gamma))
         q = self.critic(obs, actions)  # [2, B]
         critic_loss = (q - target_q).pow(2).mean(-1).sum()  # Σ_i E[(Q_i(s, a) − y)²]
         self.critic_optimizer.zero_grad(set_to_none=True)

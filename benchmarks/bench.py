@@ -111,6 +111,15 @@ CASES: dict[str, dict] = {
         "hp": {"n_envs": 1, "learning_rate": 1e-3},
     },
     "td3-pendulum": {"algo": "td3", "sb3": "TD3", "env": "Pendulum-v1", "steps": 20_000, "quick": False, "hp": {}},
+    # CrossQ (issue 20): the Zoo's crossq.yml Pendulum entry, sb3-contrib's CrossQ beside it
+    "crossq-pendulum": {
+        "algo": "crossq",
+        "sb3": "CrossQ",
+        "env": "Pendulum-v1",
+        "steps": 20_000,
+        "quick": False,
+        "hp": {"n_envs": 1, "policy_delay": 2, "hidden_sizes": [256, 256], "critic_hidden_sizes": [256, 256]},
+    },
     # n-step targets (issue 20): the Zoo's SAC Pendulum entry with n_steps=3, SB3's NStepReplayBuffer beside it
     "sac-pendulum-nstep3": {
         "algo": "sac",
@@ -167,7 +176,7 @@ CASES["td3-pendulum"]["hp"] = CASES["ddpg-pendulum"]["hp"] = {
 def sb3_kwargs(hp: dict, total_steps: int) -> dict:
     """pgrad field names → SB3 constructor arguments (schedules as SB3 callables)."""
     dropped = ("n_envs", "lr_schedule", "clip_range_schedule", "log_std_init", "noise", "noise_std", "hidden_sizes",
-               "preprocess", "frame_stack")  # fmt: skip
+               "preprocess", "frame_stack", "critic_hidden_sizes")  # fmt: skip
     kwargs = {k: v for k, v in hp.items() if k not in dropped}
     if "noise" in hp:  # SB3 adds it in the same [-1, 1] action scale as pgrad
         import numpy as np

@@ -357,6 +357,47 @@ def fit_value(
 # ---- off-policy networks (DDPG, TD3, SAC). Default PyTorch init and ReLU, as SB3/the papers. ----
 
 
+class BatchRenorm(nn.Module):
+    """Batch Renormalization (Ioffe, NeurIPS 2017), as CrossQ's critics and actor use it.
+
+    Training mode, on a batch with mean μ_B and std σ_B (running μ, σ):
+        x̂ = (x − μ_B) / σ_B · r + d,   r = clip(σ_B / σ, 1/r_max, r_max),  d = clip((μ_B − μ) / σ, ±d_max)
+    with r and d treated as constants (no gradient), r = 1 and d = 0 for the first ``warmup_steps``
+    batches (plain batch norm); then μ ← μ + m (μ_B − μ), σ² ← σ² + m (σ_B² − σ²). Evaluation mode:
+    x̂ = (x − μ) / σ. Output γ x̂ + β. The running statistics and the batch count are buffers: saved
+    with the weights, restored by a checkpoint.
+    """
+
+    R_MAX, D_MAX = 3.0, 5.0
+
+    def __init__(self, features: int, momentum: float = 0.01, eps: float = 1e-3, warmup_steps: int = 100_000):
+        super().__init__()
+        self.momentum, self.eps, self.warmup_steps = momentum, eps, warmup_steps
+        self.weight = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_var", torch.ones(features))
+        self.register_buffer("steps", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            x_hat = (x - self.running_mean) / (self.running_var + self.eps).sqrt()
+            return self.weight * x_hat + self.bias
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        std = (var + self.eps).sqrt()
+        x_hat = (x - mean) / std
+        if int(self.steps) >= self.warmup_steps:
+            running_std = (self.running_var + self.eps).sqrt()
+            r = (std / running_std).detach().clamp(1 / self.R_MAX, self.R_MAX)
+            d = ((mean - self.running_mean) / running_std).detach().clamp(-self.D_MAX, self.D_MAX)
+            x_hat = x_hat * r + d
+        with torch.no_grad():
+            self.running_mean += self.momentum * (mean - self.running_mean)
+            self.running_var += self.momentum * (var - self.running_var)
+            self.steps += 1
+        return self.weight * x_hat + self.bias
+
+
 def plain_mlp(
     in_dim: int,
     hidden_sizes: Sequence[int],
@@ -364,16 +405,21 @@ def plain_mlp(
     activation: str = "relu",
     layer_norm: bool = False,
     dropout: float = 0.0,
+    batch_renorm: dict | None = None,
 ) -> MLP:
     """An MLP with PyTorch's default initialisation; each hidden layer Linear → [Dropout] →
-    [LayerNorm] → activation (DroQ's order, Hiraoka et al. 2022)."""
+    [LayerNorm] → activation (DroQ's order, Hiraoka et al. 2022). ``batch_renorm`` (BatchRenorm's
+    keyword arguments) puts a BatchRenorm before every Linear, the first and the last included
+    (CrossQ's layout, as sb3-contrib's)."""
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden_sizes]
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [BatchRenorm(a, **batch_renorm)] if batch_renorm is not None else []
         layers.append(nn.Linear(a, b))
         layers += [nn.Dropout(dropout)] if dropout > 0 else []
         layers += [nn.LayerNorm(b)] if layer_norm else []
         layers.append(ACTIVATIONS[activation]())
+    layers += [BatchRenorm(sizes[-1], **batch_renorm)] if batch_renorm is not None else []
     layers.append(nn.Linear(sizes[-1], out_dim))
     return MLP(*layers)
 
@@ -423,6 +469,7 @@ class QEnsemble(nn.Module):
         activation: str = "relu",
         layer_norm: bool = False,
         dropout: float = 0.0,
+        batch_renorm: dict | None = None,
     ):
         super().__init__()
         self.discrete = discrete
@@ -431,7 +478,7 @@ class QEnsemble(nn.Module):
             obs_dim = self.encoders[0].out_dim
         in_dim, out_dim = (obs_dim, action_dim) if discrete else (obs_dim + action_dim, 1)
         self.members = nn.ModuleList(
-            plain_mlp(in_dim, hidden_sizes, out_dim, activation, layer_norm, dropout) for _ in range(k)
+            plain_mlp(in_dim, hidden_sizes, out_dim, activation, layer_norm, dropout, batch_renorm) for _ in range(k)
         )
 
     def _input(self, obs: Tensor, actions: Tensor | None, i: int) -> Tensor:
@@ -481,10 +528,13 @@ class Actor(Encoded):
         hidden_sizes: Sequence[int],
         observation: dict | None = None,
         activation: str = "relu",
+        batch_renorm: dict | None = None,
     ):
         super().__init__()
         self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation, activation)
-        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, self.OUTPUTS * action_dim, activation)
+        self.spec |= {"batch_renorm": batch_renorm} if batch_renorm is not None else {}
+        in_dim, outputs = self._encoder(obs_dim, observation), self.OUTPUTS * action_dim
+        self.net = plain_mlp(in_dim, hidden_sizes, outputs, activation, batch_renorm=batch_renorm)
 
     @classmethod
     def from_spec(cls, spec: dict) -> Actor:

@@ -91,12 +91,14 @@ class _LeanStep:
 class Adam(_LeanStep, torch.optim.Adam):
     """``torch.optim.Adam(fused=True)`` (one fused kernel for all tensors, CPU and CUDA)."""
 
-    def __init__(self, params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8):
+    def __init__(
+        self, params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8, betas: tuple[float, float] = (0.9, 0.999)
+    ):
         params = list(params)
         try:
-            super().__init__(params, lr=lr, eps=eps, fused=True)
+            super().__init__(params, lr=lr, eps=eps, betas=betas, fused=True)
         except RuntimeError:  # a torch without a fused CPU Adam (before 2.4): the foreach one
-            super().__init__(params, lr=lr, eps=eps, foreach=True)
+            super().__init__(params, lr=lr, eps=eps, betas=betas, foreach=True)
             self.lean = False
         self.lean = self.lean and _FUSED_ADAM is not None
 
@@ -153,9 +155,11 @@ class RMSprop(_LeanStep, torch.optim.RMSprop):
         torch._foreach_addcdiv_(params, grads, avg, value=-group["lr"])
 
 
-def adam(params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8) -> Adam:
-    """Adam over ``params`` (β = (0.9, 0.999)), one fused kernel a step."""
-    return Adam(params, lr, eps)
+def adam(
+    params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8, betas: tuple[float, float] = (0.9, 0.999)
+) -> Adam:
+    """Adam over ``params`` (β = (0.9, 0.999) unless given: CrossQ's β₁ is 0.5), one fused kernel a step."""
+    return Adam(params, lr, eps, betas)
 
 
 def clip_grad_norm_(params: Iterable[nn.Parameter], max_norm: float) -> Tensor:

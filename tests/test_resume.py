@@ -36,6 +36,9 @@ CASES = {
     "sac-v1": ["sac", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--variant", "v1"],
     "sac-v2": ["sac", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--normalize-obs", "--normalize-reward"],
     "sac-discrete": ["sac-discrete", "--env", "CartPole-v1", *OFF_POLICY, *WARM],
+    # BatchRenorm's running statistics and batch count, past its warm-up (renormalising) by the end
+    "crossq": ["crossq", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--critic-hidden-sizes", "32", "32",
+               "--renorm-warmup-steps", "300", "--n-steps", "2"],
     "ppo-user-env": ["ppo", "--env", "test_user_env:Reach", "--env-kwargs", "size=3.0", "--wrapper",
                      "test_user_env:ScaleObservation:factor=0.5", *ON_POLICY, "--total-steps", "2560", "--n-steps",
                      "128", "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "512"],  # rebuilt from its record

@@ -15,7 +15,7 @@ from pgrad.algos import ALGORITHMS
 from pgrad.state import StateError, capture, restore
 from pgrad.train import Trainer, resolve_config
 
-ENVS = {"sac": "Pendulum-v1", "td3": "Pendulum-v1", "ddpg": "Pendulum-v1"}
+ENVS = {"sac": "Pendulum-v1", "td3": "Pendulum-v1", "ddpg": "Pendulum-v1", "crossq": "Pendulum-v1"}
 CASES = [(name, {}) for name in ALGORITHMS if name != "a3c"] + [("ddpg", {"noise": "ou"}), ("sac", {"variant": "v1"})]
 
 

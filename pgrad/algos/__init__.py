@@ -6,6 +6,7 @@ import difflib
 from dataclasses import dataclass
 
 from pgrad.algos.actor_critic import A2C, A2CConfig, A3CConfig, ActorCriticConfig
+from pgrad.algos.crossq import CrossQ, CrossQConfig
 from pgrad.algos.ddpg import DDPG, DDPGConfig
 from pgrad.algos.npg import NPG, NPGConfig
 from pgrad.algos.ppo import PPO, PPOConfig
@@ -106,6 +107,14 @@ ALGORITHMS: dict[str, AlgoEntry] = {
         "off_policy",
         "SAC for Discrete actions: expectations over actions in closed form, auto α",
         ("Discrete",),
+    ),
+    "crossq": AlgoEntry(
+        "crossq",
+        CrossQConfig,
+        CrossQ,
+        "off_policy",
+        "CrossQ: SAC without target networks, BatchRenorm critics on [s; s'] jointly, wide critics (2024)",
+        ("Box",),
     ),
 }
 

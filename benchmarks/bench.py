@@ -253,8 +253,11 @@ def worker(job: dict) -> dict:
         last = list(csv.DictReader(open(run_dir / "timing.csv")))[-1]
         wall, steps = float(last["time_elapsed"]), int(last["global_step"])
         eval_mean = agent.evaluation.mean if agent.evaluation else float("nan")
-        # the rollout buffer's observations: n_steps × n_envs stored observations (uint8 for images)
-        buffer_obs = agent.layout.nbytes * case["hp"].get("n_steps", 0) * case["hp"]["n_envs"]
+        cfg = agent.config
+        if "buffer_size" in cfg:  # the replay buffer's preallocated observations: s and s' (s once when compact)
+            buffer_obs = agent.layout.nbytes * cfg["buffer_size"] * (1 if cfg["optimize_memory_usage"] else 2)
+        else:  # the rollout buffer's observations: n_steps × n_envs stored observations (uint8 for images)
+            buffer_obs = agent.layout.nbytes * cfg["n_steps"] * cfg["n_envs"]
     elif job["lib"] == "sb3":
         import sb3_contrib
         import stable_baselines3

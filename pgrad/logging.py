@@ -110,8 +110,9 @@ class RunLogger:
         sps = global_step / max(elapsed, 1e-9)
         self._timing.writerow([global_step, f"{elapsed:.3f}", f"{sps:.1f}"])
         self._timing_file.flush()
-        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        self._scalars(global_step, scalars | {"charts/SPS": sps})
+        if self._writer is not None or self.trackers is not None:  # a dict per update only when someone reads it
+            scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            self._scalars(global_step, scalars | {"charts/SPS": sps})
         ret = metrics.get("charts/episodic_return", float("nan"))
         ret_text = "-" if not math.isfinite(ret) else f"{ret:.1f}"
         if self._progress is not None:

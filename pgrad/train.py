@@ -411,7 +411,8 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            logger = RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step, trackers)
+            tracked = trackers if trackers.items else None
+            logger = RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step, tracked)
             with logger:
                 try:
                     steps = self.loop.run(lambda step, metrics: self.on_update(logger, step, metrics), self.poll)

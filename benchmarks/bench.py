@@ -129,6 +129,36 @@ CASES: dict[str, dict] = {
         "quick": False,
         "hp": {"n_envs": 1, "learning_rate": 1e-3, "n_steps": 3},
     },
+    # Recurrent PPO (issue 20): RL-Zoo's ppo_lstm.yml CartPoleNoVel-v1 entry (VecNormalize for SB3),
+    # sb3-contrib's RecurrentPPO beside it; the env is pgrad's registration of the Zoo's masked CartPole
+    "ppo-lstm-cartpolenovel": {
+        "algo": "ppo",
+        "sb3": "RecurrentPPO",
+        "sb3_policy": "MlpLstmPolicy",
+        "env": "CartPoleNoVel-v1",
+        "steps": 100_000,
+        "quick": False,
+        "hp": {
+            "n_envs": 8,
+            "n_steps": 32,
+            "batch_size": 256,
+            "gae_lambda": 0.8,
+            "gamma": 0.98,
+            "n_epochs": 20,
+            "ent_coef": 0.0,
+            "learning_rate": 1e-3,
+            "lr_schedule": "linear",
+            "clip_range": 0.2,
+            "clip_range_schedule": "linear",
+            "normalize_obs": True,
+            "normalize_reward": True,
+            "rnn": "lstm",
+            "rnn_hidden_size": 64,
+            "ortho_init": False,
+            "activation": "relu",
+            "hidden_sizes": [64],
+        },
+    },
     # Pixels: RL-Zoo's ppo.yml `atari` on Breakout, 25k agent steps (100k frames), speed and memory only
     # (a return after 100k frames says nothing). pgrad's preset is this one (ppo/atari); SB3 runs
     # make_atari_env (its AtariWrapper) + VecFrameStack(4) + CnnPolicy with the same values.
@@ -175,8 +205,24 @@ CASES["td3-pendulum"]["hp"] = CASES["ddpg-pendulum"]["hp"] = {
 
 def sb3_kwargs(hp: dict, total_steps: int) -> dict:
     """pgrad field names → SB3 constructor arguments (schedules as SB3 callables)."""
-    dropped = ("n_envs", "lr_schedule", "clip_range_schedule", "log_std_init", "noise", "noise_std", "hidden_sizes",
-               "preprocess", "frame_stack", "critic_hidden_sizes")  # fmt: skip
+    dropped = (
+        "n_envs",
+        "lr_schedule",
+        "clip_range_schedule",
+        "log_std_init",
+        "noise",
+        "noise_std",
+        "hidden_sizes",
+        "preprocess",
+        "frame_stack",
+        "critic_hidden_sizes",
+        "normalize_obs",
+        "normalize_reward",
+        "rnn",
+        "rnn_hidden_size",
+        "ortho_init",
+        "activation",
+    )  # fmt: skip  (normalisation: VecNormalize)
     kwargs = {k: v for k, v in hp.items() if k not in dropped}
     if "noise" in hp:  # SB3 adds it in the same [-1, 1] action scale as pgrad
         import numpy as np
@@ -193,19 +239,30 @@ def sb3_kwargs(hp: dict, total_steps: int) -> dict:
         kwargs["clip_range"] = lambda remaining: remaining * clip
     if "log_std_init" in hp:
         kwargs["policy_kwargs"] = {"log_std_init": hp["log_std_init"]}
+    if "rnn" in hp:  # sb3-contrib's RecurrentActorCriticPolicy: an LSTM per π and V, then the MLPs
+        from torch import nn
+
+        sizes = list(hp["hidden_sizes"])
+        kwargs["policy_kwargs"] = {"lstm_hidden_size": hp["rnn_hidden_size"], "enable_critic_lstm": True,
+                                   "ortho_init": hp["ortho_init"], "net_arch": {"pi": sizes, "vf": sizes},
+                                   "activation_fn": {"relu": nn.ReLU, "tanh": nn.Tanh}[hp["activation"]]}  # fmt: skip
     return kwargs
 
 
-def evaluate_sb3(model, env_id: str, seed: int, episodes: int = 10) -> float:
+def evaluate_sb3(model, env_id: str, seed: int, episodes: int = 10, normalizer=None) -> float:
+    """Deterministic returns on pgrad's evaluation seeds; observations through the frozen
+    VecNormalize statistics where training used them, a recurrent policy's state carried."""
     import gymnasium as gym
 
     env = gym.make(env_id)
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
-        done, total = False, 0.0
+        done, total, state, start = False, 0.0, None, True
         while not done:
-            action, _ = model.predict(obs, deterministic=True)
+            seen = normalizer.normalize_obs(obs) if normalizer is not None else obs
+            action, state = model.predict(seen, state=state, episode_start=start, deterministic=True)
+            start = False
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = terminated or truncated
@@ -273,13 +330,25 @@ def worker(job: dict) -> dict:
             gym.register_envs(ale_py)
             env = VecFrameStack(make_atari_env(case["env"], n_envs=case["hp"]["n_envs"], seed=seed), n_stack=4)
         else:
+            import pgrad.pomdp  # noqa: F401  (registers CartPoleNoVel-v1, as RL Zoo's import_envs does)
+
             env = make_vec_env(case["env"], n_envs=case["hp"]["n_envs"], seed=seed)
-        policy = "CnnPolicy" if case.get("pixels") else "MlpPolicy"
+        normalizer = None
+        if case["hp"].get("normalize_obs"):  # RL Zoo's `normalize: true`
+            from stable_baselines3.common.vec_env import VecNormalize
+
+            env = normalizer = VecNormalize(env, norm_obs=True, norm_reward=case["hp"]["normalize_reward"],
+                                            gamma=case["hp"]["gamma"])  # fmt: skip
+        policy = case.get("sb3_policy", "CnnPolicy" if case.get("pixels") else "MlpPolicy")
         model = cls(policy, env, seed=seed, device="cpu", **sb3_kwargs(case["hp"], case["steps"]))
         start = time.perf_counter()
         model.learn(case["steps"])
         wall, steps = time.perf_counter() - start, model.num_timesteps
-        eval_mean = float("nan") if case.get("pixels") else evaluate_sb3(model, case["env"], seed)
+        if normalizer is not None:
+            normalizer.training = False
+        eval_mean = (
+            float("nan") if case.get("pixels") else evaluate_sb3(model, case["env"], seed, normalizer=normalizer)
+        )
         buffer = getattr(model, "rollout_buffer", None) or getattr(model, "replay_buffer", None)
         buffer_obs = buffer.observations.nbytes + getattr(buffer, "next_observations", buffer.observations[:0]).nbytes
     else:

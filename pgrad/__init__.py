@@ -7,6 +7,7 @@ action = agent.act(obs, deterministic=True)
 agent.learn(50_000)  # train on from the run's final checkpoint
 """
 
+from pgrad import pomdp  # noqa: F401  (registers CartPoleNoVel-v1, PendulumNoVel-v1)
 from pgrad.agent import Agent, load
 from pgrad.callbacks import Callback, RunInfo
 from pgrad.envspec import EnvSpec

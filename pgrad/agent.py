@@ -17,11 +17,19 @@ from pgrad import checkpoint
 from pgrad.config import flag, in_range, plain, positive, positive_int
 from pgrad.envs import ActionMap, Normalizer
 from pgrad.envspec import EnvSpec
-from pgrad.networks import ActorCritic, CategoricalActor, DeterministicActor, SquashedGaussianActor
+from pgrad.networks import (
+    ActorCritic,
+    CategoricalActor,
+    DeterministicActor,
+    RecurrentActorCritic,
+    SquashedGaussianActor,
+    reset_where,
+)
 from pgrad.spaces import ObsLayout, space_from_json, space_to_json
 
 POLICY_CLASSES: dict[str, type[torch.nn.Module]] = {
-    cls.__name__: cls for cls in (ActorCritic, DeterministicActor, SquashedGaussianActor, CategoricalActor)
+    cls.__name__: cls
+    for cls in (ActorCritic, RecurrentActorCritic, DeterministicActor, SquashedGaussianActor, CategoricalActor)
 }
 
 
@@ -84,20 +92,70 @@ class Agent:
             )
         return EnvSpec.from_json(self.env_record)
 
-    def act(self, obs: Any, deterministic: bool = True) -> np.ndarray | int:
+    @property
+    def recurrent(self) -> bool:
+        """Whether the policy carries a state from step to step (``rnn``): then ``act`` takes and
+        returns it."""
+        return getattr(self.policy, "recurrent", False)
+
+    def act(self, obs: Any, deterministic: bool = True, state: Any = None, episode_start: Any = None) -> Any:
         """Env actions for one observation or a batch, as the env gives them (a dict of arrays for a
         Dict space, uint8 images as they are); one action, or a batch of them.
 
         Observations are normalised with the statistics frozen at save time (CHECKLIST item 45).
+
+        A recurrent agent returns ``(actions, state)``, as SB3's ``predict``: pass the state back
+        with the next observation, and ``episode_start`` (a bool, or one per observation) where an
+        episode starts, which resets that env's state; ``state=None`` starts every env's episode.
         """
         flag("deterministic", deterministic)
+        if not self.recurrent and (state is not None or episode_start is not None):
+            raise ValueError(
+                "state and episode_start are a recurrent agent's (rnn); this agent's policy is feed-forward"
+            )
         batch, single = self.layout.batch_of(obs)
-        batch = self.normalizer.obs(batch)
-        actions = self.policy.predict(torch.as_tensor(batch, device=self.device), deterministic).cpu().numpy()
-        actions = self.action_map(actions)
+        batch = torch.as_tensor(self.normalizer.obs(batch), device=self.device)
+        if self.recurrent:
+            h = reset_where(self._state(state, len(batch), single), self._starts(episode_start, len(batch)))
+            actions, h = self.policy.predict(batch, h, deterministic)
+            state = h.cpu().numpy()[0] if single else h.cpu().numpy()
+        else:
+            actions = self.policy.predict(batch, deterministic)
+        actions = self.action_map(actions.cpu().numpy())
         if single:
-            return int(actions[0]) if self.action_map.discrete else actions[0]
-        return actions
+            actions = int(actions[0]) if self.action_map.discrete else actions[0]
+        return (actions, state) if self.recurrent else actions
+
+    def _state(self, state: Any, batch: int, single: bool) -> torch.Tensor:
+        """A user's recurrent state, checked: ``[batch, K, H]`` (``[K, H]`` for one observation)."""
+        initial = self.policy.initial_state(batch)
+        if state is None:
+            return initial
+        shape = tuple(initial.shape[1:]) if single else tuple(initial.shape)
+        try:
+            array = np.asarray(state, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"state must be the array act() returned, of shape {shape}; got {type(state).__name__}"
+            ) from None
+        if array.shape != shape:
+            raise ValueError(
+                f"state of shape {array.shape} does not fit this agent's {shape}: pass back what act() returned"
+            )
+        if not np.isfinite(array).all():
+            raise ValueError("state holds NaN or inf: pass back what act() returned")
+        return torch.as_tensor(array, device=self.device).reshape(initial.shape)
+
+    def _starts(self, episode_start: Any, batch: int) -> torch.Tensor:
+        """Which envs start an episode at this observation: ``[batch]`` bools (None: none does)."""
+        if episode_start is None:
+            return torch.zeros(batch, dtype=torch.bool, device=self.device)
+        starts = np.asarray(episode_start)
+        if starts.shape not in ((), (batch,)) or not (starts.dtype == bool or np.isin(starts, (0, 1)).all()):
+            raise ValueError(
+                f"episode_start must be a bool or {batch} bools (one per observation); got {episode_start!r}"
+            )
+        return torch.as_tensor(np.broadcast_to(starts.astype(bool), (batch,)).copy(), device=self.device)
 
     def learn(self, steps: int, callbacks: Any = None, env: Any = None) -> Agent:
         """Train ``steps`` more env steps in this agent's run directory, from its run's last checkpoint

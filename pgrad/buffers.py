@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ class RolloutBuffer:
         action_dtype: torch.dtype,
         device: torch.device | str = "cpu",
         obs_dtype: torch.dtype = torch.float32,
+        state_shape: tuple[int, ...] | None = None,
     ):
         self.n_steps, self.n_envs, self.device = n_steps, n_envs, torch.device(device)
         T, N = n_steps, n_envs
@@ -45,6 +47,10 @@ class RolloutBuffer:
         self.next_values = zeros(T, N)
         self.terminated = zeros(T, N, dtype=torch.bool)
         self.truncated = zeros(T, N, dtype=torch.bool)
+        self.recurrent = state_shape is not None
+        if self.recurrent:  # a recurrent policy's state entering each step, and where episodes start
+            self.states = zeros(T, N, *state_shape)
+            self.episode_starts = zeros(T, N, dtype=torch.bool)
         self._views = {name: getattr(self, name).numpy() for name in self.STORED} if self.device.type == "cpu" else {}
 
     def checkpoint_state(self) -> dict:
@@ -73,6 +79,11 @@ class RolloutBuffer:
             for name, x in zip(self.STORED, row, strict=True):
                 getattr(self, name)[t] = torch.as_tensor(x, device=self.device)
 
+    def store_memory(self, t: int, states: Tensor, episode_starts: Tensor) -> None:
+        """A recurrent policy's states entering step ``t`` (reset where an episode starts there)."""
+        self.states[t] = states
+        self.episode_starts[t] = episode_starts
+
     def finish(self, last_values: Tensor, final_values: dict[int, tuple[np.ndarray, Tensor]]) -> None:
         """Fill ``next_values``: ``last_values`` = V(s_T); ``final_values[t] = (env indices, V)`` of
         the real final observations of episodes truncated at step ``t``."""
@@ -89,8 +100,11 @@ class RolloutBuffer:
             )
         return advantages.flatten(), returns.flatten()
 
-    def minibatch_indices(self, batch_size: int, generator: torch.Generator) -> Iterator[Tensor | slice]:
-        """Minibatches of all ``T·N`` samples, shuffled afresh (:func:`minibatches`)."""
+    def minibatch_indices(self, batch_size: int, generator: torch.Generator) -> Iterator[Tensor | slice | Sequences]:
+        """Minibatches of all ``T·N`` samples, shuffled afresh (:func:`minibatches`); of a
+        recurrent policy's rollout, whole sequences (:func:`sequence_minibatches`)."""
+        if self.recurrent:
+            return sequence_minibatches(self.episode_starts, batch_size, generator, self.device)
         return minibatches(self.n_steps * self.n_envs, batch_size, generator, self.device)
 
 
@@ -105,6 +119,55 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator, device) -> 
     perm = torch.randperm(n, generator=generator).to(device)
     for start in range(0, n, batch_size):
         yield perm[start : start + batch_size]
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """``B`` sequences of a rollout, padded to the longest (``L`` steps), for a recurrent update.
+
+    ``index [L, B]``: each step's flat sample index ``t·N + n`` (padding repeats the sequence's
+    first); ``mask [L, B]``: the real steps; ``first [B]``: each sequence's first sample, whose stored
+    state the recurrence restarts from. ``samples`` lists the real steps in ``mask``'s row-major
+    order, the order a network's outputs at ``mask`` come in.
+    """
+
+    index: Tensor
+    mask: Tensor
+    first: Tensor
+
+    @property
+    def samples(self) -> Tensor:
+        return self.index[self.mask]
+
+
+def sequence_minibatches(
+    starts: Tensor, batch_size: int, generator: torch.Generator | None, device
+) -> Iterator[Sequences]:
+    """Minibatches of whole sequences of a ``[T, N]`` rollout whose ``starts[t, n]`` marks the
+    first step of an episode (sb3-contrib's recurrent minibatches): a sequence is one env's run of
+    steps from ``t = 0`` or an episode's start to the next start or the rollout's end, so no
+    sequence crosses an episode boundary. The sequences are shuffled (with ``generator``) and cut
+    into ``⌈T·N / batch_size⌉``-ish groups of about ``batch_size`` steps (a group takes the sequences
+    that begin within its ``batch_size`` steps); with ``batch_size ≥ T·N``, one group of all in order."""
+    T, N = starts.shape
+    begins = starts.detach().cpu().clone()
+    begins[0] = True
+    begin_pos = torch.nonzero(begins.T.reshape(-1)).squeeze(1)  # env-major: position n·T + t
+    lengths = torch.diff(begin_pos, append=torch.tensor([T * N]))
+    env, t0 = begin_pos // T, begin_pos % T
+    order = torch.arange(len(begin_pos))
+    if batch_size < T * N:
+        order = torch.randperm(len(begin_pos), generator=generator)
+        offsets = torch.cumsum(lengths[order], 0) - lengths[order]
+        groups = order.split(torch.unique_consecutive(offsets // batch_size, return_counts=True)[1].tolist())
+    else:
+        groups = [order]
+    for group in groups:
+        length, start, n = lengths[group], t0[group], env[group]
+        steps = torch.arange(int(length.max()))[:, None]
+        mask = steps < length[None, :]
+        t = start[None, :] + torch.where(mask, steps, 0)
+        yield Sequences((t * N + n).to(device), mask.to(device), (start * N + n).to(device))
 
 
 class EpisodeBuffer:

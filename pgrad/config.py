@@ -276,17 +276,40 @@ class OnPolicyConfig(PolicyConfig):
     """Collect ``n_steps`` × ``n_envs`` transitions, estimate advantages, update."""
 
     GAE_LAMBDA_OPTIONAL: ClassVar[bool] = False  # True where None selects n-step returns (A2C)
+    RECURRENT: ClassVar[bool] = True  # whether the algorithm takes a recurrent policy (rnn)
 
     n_steps: int = 2048
     """Steps per env per rollout (T)."""
     gae_lambda: float = 0.95
     """GAE λ: 1 is the Monte Carlo advantage, 0 the one-step TD error."""
+    rnn: Literal["none", "lstm", "gru"] = "none"
+    """A recurrent core between the observation and the MLPs (sb3-contrib's RecurrentPPO): none, lstm or gru."""
+    rnn_hidden_size: int = 256
+    """Units of the recurrent core (sb3-contrib's lstm_hidden_size)."""
+    rnn_layers: int = 1
+    """Stacked recurrent layers (sb3-contrib's n_lstm_layers)."""
+    rnn_shared: bool = False
+    """One recurrent core for π and V (V reads it detached, as sb3-contrib's shared_lstm); default: one each."""
 
     def validate(self) -> None:
         super().validate()
         positive_int("n_steps", self.n_steps)
         if not (self.gae_lambda is None and self.GAE_LAMBDA_OPTIONAL):
             in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        one_of("rnn", self.rnn, ("none", "lstm", "gru"))
+        positive_int("rnn_hidden_size", self.rnn_hidden_size)
+        positive_int("rnn_layers", self.rnn_layers)
+        flag("rnn_shared", self.rnn_shared)
+        if self.rnn != "none":
+            if not self.RECURRENT:
+                raise ValueError(
+                    f"rnn={self.rnn!r} is invalid here: a recurrent policy is available for ppo, a2c, a3c and "
+                    "actor_critic (this algorithm's update needs feed-forward states)"
+                )
+            if self.shared_network:
+                require(
+                    "shared_network", True, False, "must be False with a recurrent policy (rnn_shared shares the core)"
+                )
 
 
 def schedule(value: float, kind: str, progress_remaining: float) -> float:
@@ -315,6 +338,8 @@ def from_jsonable(config_class: type[RunConfig], values: dict[str, Any]) -> RunC
 @dataclass(frozen=True)
 class TrustRegionConfig(OnPolicyConfig):
     """What NPG and TRPO share (field names as sb3-contrib's TRPO). ``learning_rate`` is the critic's."""
+
+    RECURRENT: ClassVar[bool] = False  # the Fisher products and the value fit take independent states
 
     learning_rate: float = 1e-3
     """The critic's Adam learning rate (the policy moves by the natural-gradient step)."""

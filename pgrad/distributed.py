@@ -35,7 +35,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from pgrad.algos.base import EnvSlice, Episode, EpisodeLoop, EpisodeStats, OnPolicyLoop, check_finite, no_poll
+from pgrad.algos.base import (
+    EnvSlice,
+    Episode,
+    EpisodeLoop,
+    EpisodeStats,
+    OnPolicyLoop,
+    check_finite,
+    no_poll,
+    restart_episodes,
+)
 from pgrad.config import schedule
 from pgrad.envs import make_vec_env
 from pgrad.envspec import EnvSpec
@@ -132,7 +141,7 @@ class RolloutWorker:
         """What decides this worker's next call (pickled by Ray between processes)."""
         loop, env = self.loop, self.loop.env
         return {
-            "loop": {k: getattr(loop, k) for k in ("obs", "started") if hasattr(loop, k)},
+            "loop": {k: getattr(loop, k) for k in ("obs", "started", "memory", "episode_start") if hasattr(loop, k)},
             "streams": loop.env_slice.streams.checkpoint_state(),
             "sim": env.sim_state() if env.exact_state else None,
             "episode": (env._ep_return.copy(), env._ep_length.copy()),
@@ -148,7 +157,7 @@ class RolloutWorker:
         if state["sim"] is not None:
             env.load_sim_state(state["sim"])
         elif getattr(loop, "obs", None) is not None:
-            loop.obs = None  # cannot copy this simulator: new episodes
+            restart_episodes(loop)  # cannot copy this simulator: new episodes
         env._ep_return[:], env._ep_length[:] = state["episode"]
 
     def rollout(self, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -156,7 +165,8 @@ class RolloutWorker:
         self.algo.policy.load_state_dict(weights)
         episodes = self.loop.collect()
         buf = self.loop.buf
-        return {"data": {k: getattr(buf, k) for k in ROLLOUT_FIELDS}, "episodes": episodes, "state": self.get_state()}
+        fields = ROLLOUT_FIELDS + (RECURRENT_FIELDS if buf.recurrent else ())
+        return {"data": {k: getattr(buf, k) for k in fields}, "episodes": episodes, "state": self.get_state()}
 
     def episodes(self, weights: dict[str, torch.Tensor]) -> int:
         """REINFORCE's first phase: every env of the slice runs its quota of whole episodes;
@@ -188,6 +198,7 @@ class RolloutWorker:
 
 
 ROLLOUT_FIELDS = ("obs", "actions", "log_probs", "values", "rewards", "next_values", "terminated", "truncated")
+RECURRENT_FIELDS = ("states", "episode_starts")  # a recurrent policy's, entering each step
 EPISODE_FIELDS = ("obs", "actions", "rewards", "dones", "valid")
 
 
@@ -287,8 +298,9 @@ class DistributedOnPolicyLoop(_OnWorkers, OnPolicyLoop):
         pool.begin_update()
         results = pool.gather("rollout", pool.put_weights(self.algo.policy))
         pool.end_update(results)
+        fields = ROLLOUT_FIELDS + (RECURRENT_FIELDS if buf.recurrent else ())
         for res, envs in zip(results, pool.slices, strict=True):
-            for name in ROLLOUT_FIELDS:
+            for name in fields:
                 getattr(buf, name)[:, envs.start : envs.stop] = res["data"][name].to(self.device)
         return _merged(results)
 

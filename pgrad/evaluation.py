@@ -95,20 +95,26 @@ def evaluate(
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
             done, total, length = False, 0.0, 0
+            state, start = None, True  # a recurrent agent's, from each reset
             while not done:
                 if video:
                     frame = render(env, env_id)
                     if writer is None:
                         writer = open_video(video, env)
                     writer.append_data(frame)
-                obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=deterministic))
+                if agent.recurrent:
+                    action, state = agent.act(obs, deterministic, state, start)
+                    start = False
+                else:
+                    action = agent.act(obs, deterministic=deterministic)
+                obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 length += 1
                 done = terminated or truncated
                 if done and "game_over" in info:  # an episode per life (AtariGame): play the whole game
                     if not info["game_over"]:
                         obs, _ = env.reset()  # the game goes on
-                        done = False
+                        done, start = False, True
                     else:
                         total, length = float(info["game_return"]), int(info["game_length"])  # its raw score
             returns.append(total)

@@ -40,6 +40,11 @@ class DeployedPolicy(nn.Module):
     def __init__(self, agent: Agent):
         super().__init__()
         layout, norm, amap = agent.layout, agent.normalizer, agent.action_map
+        if agent.recurrent:
+            raise ValueError(
+                f"pgrad export takes feed-forward policies; this one is recurrent (rnn={agent.policy.spec['rnn']!r}) "
+                "and needs its state carried between calls: use agent.act(obs, state=..., episode_start=...) in Python"
+            )
         if layout.packed or len(layout.leaves) != 1:
             raise ValueError(
                 f"pgrad export takes agents of one observation array; this one observes "

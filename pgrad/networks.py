@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pgrad.buffers import minibatches
+from pgrad.buffers import Sequences, minibatches, sequence_minibatches
 from pgrad.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical, TanhGaussian
 from pgrad.encoders import ObsEncoder, needs_encoder
 from pgrad.spaces import ObsLayout, action_head, space_from_json, space_to_json
@@ -304,10 +304,169 @@ class FusedActorCritic:
         return self._out(obs)[:, self.head_out]
 
 
+class RecurrentActorCritic(ActorCritic):
+    """An :class:`ActorCritic` with a recurrent core (LSTM or GRU) between the encoder and the MLPs:
+    π(a_t | h_t), V(h_t) with h_t = RNN(x_t, h_{t−1}), x_t the (encoded) observation and h reset to 0
+    at each episode's start. As sb3-contrib's RecurrentActorCriticPolicy: ``rnn_shared=False`` gives
+    the critic its own RNN; ``True`` lets V read the actor's core output, detached, so only π's loss
+    trains the core. The MLPs (``hidden_sizes``) and heads are :class:`ActorCritic`'s, on the core's
+    ``rnn_hidden_size`` outputs.
+
+    The recurrent state of a batch of ``B`` envs is one tensor ``[B, K, rnn_hidden_size]``: for each
+    core (π's, then V's when separate) its ``rnn_layers`` rows of h, then, for an LSTM, as many of c.
+    Batch-first, so a rollout stores it per env and a worker's slice of envs is a slice of it.
+    """
+
+    recurrent = True
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        discrete: bool,
+        rnn: str = "lstm",
+        rnn_hidden_size: int = 256,
+        rnn_layers: int = 1,
+        rnn_shared: bool = False,
+        observation: dict | None = None,
+        ortho_init: bool = True,
+        **kwargs,
+    ):
+        if kwargs.get("shared"):
+            raise ValueError("shared_network=True is invalid with a recurrent policy: use rnn_shared to share the core")
+        super().__init__(rnn_hidden_size, action_dim, discrete, ortho_init=ortho_init, **kwargs)
+        encoder = encoder_from_spec(observation)
+        if encoder is not None:
+            self.encoder, obs_dim = encoder, encoder.out_dim
+        self.spec |= dict(obs_dim=obs_dim, rnn=rnn, rnn_hidden_size=rnn_hidden_size, rnn_layers=rnn_layers,
+                          rnn_shared=rnn_shared)  # fmt: skip
+        if observation:
+            self.spec["observation"] = observation
+        cell = {"lstm": nn.LSTM, "gru": nn.GRU}[rnn]
+        self.lstm = rnn == "lstm"
+        self.layers, self.rnn_shared = rnn_layers, rnn_shared
+        self.rnn_pi = cell(obs_dim, rnn_hidden_size, rnn_layers)
+        if not rnn_shared:
+            self.rnn_vf = cell(obs_dim, rnn_hidden_size, rnn_layers)
+        if ortho_init:  # CleanRL's LSTM init: orthogonal weights (gain 1), zero biases
+            for core in self.cores:
+                for name, p in core.named_parameters():
+                    nn.init.orthogonal_(p, 1.0) if name.startswith("weight") else nn.init.zeros_(p)
+        self.state_rows = len(self.cores) * rnn_layers * (2 if self.lstm else 1)
+
+    @property
+    def cores(self) -> list[nn.Module]:
+        return [self.rnn_pi] if self.rnn_shared else [self.rnn_pi, self.rnn_vf]
+
+    def value_parameters(self) -> list[nn.Parameter]:
+        own = [] if self.rnn_shared else list(self.rnn_vf.parameters())
+        return own + list(self.value_net.parameters())
+
+    def initial_state(self, batch: int) -> Tensor:
+        """The state of ``batch`` envs at an episode's start: zeros ``[batch, K, H]``."""
+        return torch.zeros(batch, self.state_rows, self.spec["rnn_hidden_size"], device=self.rnn_pi.weight_ih_l0.device)
+
+    def _split(self, state: Tensor) -> list:
+        """The batch-first state ``[B, K, H]`` as each core's hidden input (``[layers, B, H]``, an
+        LSTM's as the pair (h, c))."""
+        rows = state.transpose(0, 1)
+        per_core = rows.chunk(len(self.cores))
+        if self.lstm:
+            return [tuple(x.contiguous() for x in core.chunk(2)) for core in per_core]
+        return [core.contiguous() for core in per_core]
+
+    def _join(self, hidden: list) -> Tensor:
+        rows = [torch.cat(h) if self.lstm else h for h in hidden]
+        return torch.cat(rows).transpose(0, 1)
+
+    def unroll(self, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Run the cores over ``L`` steps of ``B`` sequences (``obs [L, B, ...]``) from ``state``
+        ``[B, K, H]`` with no reset inside: ``(π's latent [L, B, H], V's latent [L, B, H], final state)``."""
+        length, batch = obs.shape[:2]
+        x = self.encode(obs.flatten(0, 1)).unflatten(0, (length, batch))
+        hidden = self._split(state)
+        latent_pi, h_pi = self.rnn_pi(x, hidden[0])
+        if self.rnn_shared:
+            return latent_pi, latent_pi.detach(), self._join([h_pi])
+        latent_vf, h_vf = self.rnn_vf(x, hidden[1])
+        return latent_pi, latent_vf, self._join([h_pi, h_vf])
+
+    def heads(self, latent_pi: Tensor, latent_vf: Tensor) -> tuple[AnyDistribution, Tensor]:
+        return self._head_to_distribution(self.policy_net(latent_pi)), self.value_net(latent_vf).squeeze(-1)
+
+    def step(self, obs: Tensor, state: Tensor) -> tuple[AnyDistribution, Tensor, Tensor]:
+        """One step of ``B`` envs from their states (already reset where an episode starts):
+        ``(π(·|h_t), V(h_t), the next state)``."""
+        latent_pi, latent_vf, state = self.unroll(obs.unsqueeze(0), state)
+        dist, values = self.heads(latent_pi[0], latent_vf[0])
+        return dist, values, state
+
+    def step_value(self, obs: Tensor, state: Tensor) -> Tensor:
+        """V of ``obs`` seen from ``state`` (a bootstrap value), the state itself left as it is."""
+        return self.step(obs, state)[1]
+
+    def sequences(self, obs: Tensor, state: Tensor, mask: Tensor) -> tuple[AnyDistribution, Tensor]:
+        """π and V at the valid steps (``mask [L, B]``, in ``mask``'s row-major order) of ``B``
+        padded sequences ``obs [L, B, ...]`` starting from ``state [B, K, H]``."""
+        latent_pi, latent_vf, _ = self.unroll(obs, state)
+        return self.heads(latent_pi[mask], latent_vf[mask])
+
+    def forward(self, obs: Tensor) -> tuple[AnyDistribution, Tensor]:
+        raise TypeError("a recurrent policy acts from a state: use step(obs, state) or sequences(...)")
+
+    distribution = value = forward  # neither exists without a state
+
+    @torch.no_grad()
+    def predict(self, obs: Tensor, state: Tensor, deterministic: bool = True) -> tuple[Tensor, Tensor]:
+        """``(actions, next state)`` for ``B`` envs from their (reset) states."""
+        dist, _, state = self.step(obs, state)
+        return (dist.mode() if deterministic else dist.sample()), state
+
+    def for_acting(self) -> RecurrentActorCritic:
+        return self
+
+
+def reset_where(state: Tensor, starts: Tensor) -> Tensor:
+    """``state`` with the rows of envs whose episode starts here (``starts [B]`` bool) set to 0."""
+    return state * (~starts).to(state.dtype)[:, None, None]
+
+
+def evaluate_batch(
+    policy: ActorCritic, obs: Tensor, states: Tensor | None, batch
+) -> tuple[AnyDistribution, Tensor, Tensor | slice]:
+    """π and V on a minibatch of a rollout's flat samples ``obs [T·N, ...]``: ``batch`` is an index
+    (or slice) for a feed-forward policy, a :class:`~pgrad.buffers.Sequences` for a recurrent one,
+    whose recurrence restarts at each sequence's first step from the stored ``states [T·N, K, H]``.
+    Returns ``(π, V, the samples' flat index)``, the outputs in that index's order."""
+    if isinstance(batch, Sequences):
+        dist, values = policy.sequences(obs[batch.index], states[batch.first], batch.mask)
+        return dist, values, batch.samples
+    dist, values = policy(obs[batch])
+    return dist, values, batch
+
+
+def evaluate_rollout(policy: ActorCritic, buf) -> tuple[AnyDistribution, Tensor]:
+    """π and V at every sample of a rollout buffer, in its flat ``t·N + n`` order (a recurrent
+    policy's re-run over all its sequences at once)."""
+    obs = buf.obs.flatten(0, 1)
+    if not buf.recurrent:
+        return policy(obs)
+    T, N = buf.episode_starts.shape
+    batch = next(sequence_minibatches(buf.episode_starts, T * N, None, buf.device))
+    dist, values, samples = evaluate_batch(policy, obs, buf.states.flatten(0, 1), batch)
+    position = torch.empty_like(samples)
+    position[samples] = torch.arange(len(samples), device=samples.device)  # where each sample's output is
+    return dist[position], values[position]
+
+
 def actor_critic_for(cfg, observation_space, action_space) -> ActorCritic:
     """The actor-critic an on-policy config asks for (``OnPolicyConfig`` fields) on these spaces."""
     obs_dim, observation = observation_for(cfg, observation_space)
-    return ActorCritic(
+    recurrent = getattr(cfg, "rnn", "none") != "none"
+    extra = dict(rnn=cfg.rnn, rnn_hidden_size=cfg.rnn_hidden_size, rnn_layers=cfg.rnn_layers,
+                 rnn_shared=cfg.rnn_shared) if recurrent else {}  # fmt: skip
+    return (RecurrentActorCritic if recurrent else ActorCritic)(
+        **extra,
         obs_dim=obs_dim,
         observation=observation,
         **action_head(action_space),

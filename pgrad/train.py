@@ -25,7 +25,7 @@ from rich.table import Table
 from pgrad import checkpoint
 from pgrad.agent import Agent, check_device
 from pgrad.algos import get_algo
-from pgrad.algos.base import EpisodeLoop, NonFiniteError, OffPolicyLoop, OnPolicyLoop
+from pgrad.algos.base import EpisodeLoop, NonFiniteError, OffPolicyLoop, OnPolicyLoop, restart_episodes
 from pgrad.callbacks import RunInfo, StopAtReturn, checked
 from pgrad.checkpoint import CHECKPOINT_FILE
 from pgrad.config import RunConfig, from_jsonable, plain, positive_int, to_jsonable
@@ -303,7 +303,7 @@ class Trainer:
                 template, _ = self.env.fresh_sim_state()  # load_sim_state refuses keys the envs do not have
                 self.env.load_sim_state(restore({k: template.get(k) for k in saved}, "sim", tensors, meta))
             elif hasattr(self.loop, "obs"):
-                self.loop.obs = None  # the simulator's state is not ours to restore: start new episodes
+                restart_episodes(self.loop)  # the simulator's state is not ours to restore: new episodes
                 Console(stderr=True).print(
                     f"[yellow]{escape(self.cfg.env)} keeps its physics state in native objects (MuJoCo, Box2D): "
                     "resuming with new episodes (everything else is restored exactly)[/]"

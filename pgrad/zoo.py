@@ -9,11 +9,14 @@ Zoo key                       pgrad
 ============================  ===========================================================
 ``n_timesteps``               ``total_steps``
 ``policy``                    checked (Mlp/Cnn/MultiInputPolicy): pgrad picks the encoders
-                              from the observation space
+                              from the observation space; sb3-contrib's ``*LstmPolicy``
+                              (RecurrentPPO, ``ppo_lstm.yml``) → ``rnn="lstm"``
 ``policy_kwargs``             ``net_arch`` → ``hidden_sizes`` (+ ``vf_hidden_sizes`` /
                               ``critic_hidden_sizes`` for ``dict(pi=..., vf=/qf=...)``),
                               ``activation_fn`` → ``activation``, ``log_std_init``,
-                              ``ortho_init``
+                              ``ortho_init``; ``lstm_hidden_size``, ``n_lstm_layers``,
+                              ``shared_lstm`` → ``rnn_hidden_size``, ``rnn_layers``,
+                              ``rnn_shared``
 ``normalize``                 ``normalize_obs``, ``normalize_reward`` (``true``: both)
 ``env_kwargs``                the env's keyword arguments
 ``frame_stack``               ``frame_stack``
@@ -42,6 +45,8 @@ from pgrad.envspec import Wrapper, is_atari, resolve_path
 
 ZOO_ACTIVATIONS = {"Tanh": "tanh", "ReLU": "relu", "ELU": "elu", "SiLU": "silu"}
 POLICIES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
+LSTM_POLICIES = ("MlpLstmPolicy", "CnnLstmPolicy", "MultiInputLstmPolicy")  # sb3-contrib's RecurrentPPO
+RNN_KWARGS = {"lstm_hidden_size": "rnn_hidden_size", "n_lstm_layers": "rnn_layers", "shared_lstm": "rnn_shared"}
 ATARI_WRAPPER = "stable_baselines3.common.atari_wrappers.AtariWrapper"
 SCHEDULED = {"learning_rate": "lr_schedule", "clip_range": "clip_range_schedule"}
 
@@ -98,8 +103,12 @@ def translate(raw: dict[str, Any], algo: str, config_class: type) -> ZooEntry:
         if key == "n_timesteps":
             put("total_steps", _integer(key, value), key)
         elif key == "policy":
-            if value not in POLICIES:
-                raise ZooError(f"zoo key 'policy: {value}' is not supported: pgrad takes {', '.join(POLICIES)}")
+            if value in LSTM_POLICIES:
+                put("rnn", "lstm", key)
+            elif value not in POLICIES:
+                raise ZooError(
+                    f"zoo key 'policy: {value}' is not supported: pgrad takes {', '.join(POLICIES + LSTM_POLICIES)}"
+                )
         elif key == "policy_kwargs":
             for name, v in policy_kwargs(value, algo).items():
                 put(name, v, f"policy_kwargs.{name}")
@@ -205,6 +214,12 @@ def policy_kwargs(value: Any, algo: str) -> dict[str, Any]:
             out["activation"] = v
         elif key in ("log_std_init", "ortho_init"):
             out[key] = v
+        elif key in RNN_KWARGS:
+            out[RNN_KWARGS[key]] = v
+        elif key == "enable_critic_lstm":  # True: V's own LSTM, pgrad's default; False: V on π's (shared_lstm)
+            if not v and not kwargs.get("shared_lstm"):
+                raise ZooError("policy_kwargs enable_critic_lstm=False without shared_lstm is not supported: "
+                               "pgrad's critic reads its own recurrent core or π's (rnn_shared)")  # fmt: skip
         else:
             raise ZooError(f"policy_kwargs {key}={v!r} is not supported by pgrad's {algo}")
     return out

@@ -15,6 +15,7 @@ import pgrad
 from pgrad.cli import main as cli_main
 from pgrad.distributed import WorkerPool, env_slices, init_ray, plan_sweep
 from pgrad.distributions import Categorical, DiagGaussian, EnvGenerators
+from pgrad.train import resolve_config
 
 pytestmark = pytest.mark.xdist_group("ray")
 
@@ -49,6 +50,10 @@ def test_env_slices_and_config_validation():
         pgrad.train("ppo", env="CartPole-v1", n_envs=8, workers=3, total_steps=100)
     with pytest.raises(ValueError, match="workers=-1"):
         pgrad.train("ppo", env="CartPole-v1", workers=-1, total_steps=100)
+    # A3C's own defaults are a valid config (its 2 workers once met 1 env: `--preset none`, or an env
+    # without a preset, failed whatever --n-envs said, as the CLI parses flags onto the defaults)
+    config, _, preset = resolve_config("a3c", "Pendulum-v1", "none")
+    assert preset is None and config.n_envs % config.workers == 0
 
 
 SHORT = dict(env="CartPole-v1", seed=3, n_envs=4, tensorboard=False, eval_episodes=2)
@@ -72,6 +77,7 @@ def test_workers_sample_tuple_observations_as_one_process_does(ray_runtime, tmp_
     "algo,fields",
     [
         ("ppo", dict(total_steps=8192, n_steps=256, batch_size=256)),
+        ("ppo", dict(total_steps=2048, n_steps=128, batch_size=128, rnn="lstm", rnn_hidden_size=16)),  # states too
         ("a2c", dict(total_steps=4000, n_steps=5)),
         ("trpo", dict(total_steps=4096, n_steps=256, batch_size=256)),
         ("reinforce", dict(total_steps=6000, episodes_per_update=8, baseline="value")),

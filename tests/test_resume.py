@@ -39,6 +39,12 @@ CASES = {
     # BatchRenorm's running statistics and batch count, past its warm-up (renormalising) by the end
     "crossq": ["crossq", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--critic-hidden-sizes", "32", "32",
                "--renorm-warmup-steps", "300", "--n-steps", "2"],
+    # a recurrent policy's states, carried across rollouts and checkpoints (and a checkpoint mid-episode)
+    "ppo-lstm": ["ppo", "--env", "CartPoleNoVel-v1", *ON_POLICY, "--total-steps", "1536", "--n-steps", "64",
+                 "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "256", "--rnn", "lstm",
+                 "--rnn-hidden-size", "16"],
+    "a2c-gru": ["a2c", "--env", "CartPoleNoVel-v1", *ON_POLICY, "--total-steps", "1000", "--n-steps", "5",
+                "--checkpoint-every", "200", "--rnn", "gru", "--rnn-hidden-size", "16", "--rnn-layers", "2"],
     "ppo-user-env": ["ppo", "--env", "test_user_env:Reach", "--env-kwargs", "size=3.0", "--wrapper",
                      "test_user_env:ScaleObservation:factor=0.5", *ON_POLICY, "--total-steps", "2560", "--n-steps",
                      "128", "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "512"],  # rebuilt from its record
@@ -58,6 +64,7 @@ FAST = {
     "td3",
     "sac-v2",
     "ppo-async",
+    "ppo-lstm",
     "ppo-user-env",
     "ppo-pixels-dict",
 }  # the others are marked slow (still in make test)

@@ -11,7 +11,7 @@ import pytest
 
 import pgrad
 from pgrad.algos import get_algo
-from pgrad.train import resolve_config
+from pgrad.train import load_presets, resolve_config
 from pgrad.zoo import ZooError, read_zoo
 
 PPO_YML = """\
@@ -367,3 +367,45 @@ def test_off_policy_linear_learning_rate_decays_every_optimiser(tmp_path):
     assert [step for step, _ in seen] == list(range(100, 301))
     for step, lrs in seen:
         assert lrs == pytest.approx([1e-3 * (1 - step / 300)] * 3)
+
+
+PPO_LSTM_YML = """\
+CartPoleNoVel-v1:
+  normalize: true
+  n_envs: 8
+  n_timesteps: !!float 1e5
+  policy: 'MlpLstmPolicy'
+  n_steps: 32
+  batch_size: 256
+  gae_lambda: 0.8
+  gamma: 0.98
+  n_epochs: 20
+  ent_coef: 0.0
+  learning_rate: lin_0.001
+  clip_range: lin_0.2
+  policy_kwargs: "dict(
+    ortho_init=False,
+    activation_fn=nn.ReLU,
+    lstm_hidden_size=64,
+    enable_critic_lstm=True,
+    net_arch=dict(pi=[64], vf=[64])
+    )"
+MountainCarNoVel-v0:
+  policy: 'MlpLstmPolicy'
+  policy_kwargs: "dict(enable_critic_lstm=False, lstm_hidden_size=32)"
+"""  # rl-baselines3-zoo hyperparams/ppo_lstm.yml (sb3-contrib's RecurrentPPO); the second entry made up
+
+
+def test_a_recurrent_ppo_zoo_entry_is_pgrads_preset(tmp_path):
+    path = tmp_path / "ppo_lstm.yml"
+    path.write_text(PPO_LSTM_YML)
+    translated = read_zoo(path, "ppo", "CartPoleNoVel-v1", get_algo("ppo").config_class)
+    assert translated.fields.pop("total_steps") == 100_000
+    assert translated.fields == load_presets()["ppo"]["CartPoleNoVel-v1"] | {"hidden_sizes": (64,),
+                                                                              "vf_hidden_sizes": (64,)}  # fmt: skip
+    cfg = resolve_config("ppo", "CartPoleNoVel-v1", zoo=translated)[0]
+    assert (cfg.rnn, cfg.rnn_hidden_size, cfg.rnn_shared, cfg.hidden_sizes) == ("lstm", 64, False, (64,))
+    with pytest.raises(ZooError, match="enable_critic_lstm=False without shared_lstm is not supported"):
+        read_zoo(path, "ppo", "MountainCarNoVel-v0", get_algo("ppo").config_class)
+    with pytest.raises(ZooError, match="sac has no 'rnn' field"):
+        read_zoo(path, "sac", "CartPoleNoVel-v1", get_algo("sac").config_class)

@@ -51,7 +51,7 @@ ALGORITHMS: dict[str, AlgoEntry] = {
         A2CConfig,
         A2C,
         "on_policy",
-        "A2C: ∇log π(a|s)·(R^(n) − V(s)), n-step returns (or GAE) from parallel envs, RMSprop",
+        "A2C: ∇log π(a|s)·(R^(n) − V(s)), n-step returns (or GAE) from parallel envs, RMSprop; --rnn lstm|gru",
     ),
     "a3c": AlgoEntry(
         "a3c",
@@ -65,7 +65,7 @@ ALGORITHMS: dict[str, AlgoEntry] = {
         PPOConfig,
         PPO,
         "on_policy",
-        "PPO-clip: max E[min(r·A, clip(r, 1±ε)·A)], GAE advantages",
+        "PPO-clip: max E[min(r·A, clip(r, 1±ε)·A)], GAE advantages; --rnn lstm|gru: recurrent policy",
     ),
     "npg": AlgoEntry(
         "npg",

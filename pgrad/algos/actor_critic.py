@@ -23,7 +23,7 @@ from torch import Tensor
 from pgrad.buffers import RolloutBuffer
 from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule, set_learning_rate
 from pgrad.estimators import explained_variance, n_step_returns, standardize
-from pgrad.networks import actor_critic_for
+from pgrad.networks import actor_critic_for, evaluate_rollout
 from pgrad.optim import RMSprop, adam, clip_grad_norm_
 
 
@@ -67,6 +67,8 @@ class A3CConfig(A2CConfig):
 
     workers: int = 2
     """Ray workers computing gradients in parallel; the n_envs envs are split evenly among them."""
+    n_envs: int = 2
+    """Parallel envs, split evenly among the workers (one each by default)."""
     log_interval: int = 50
     """Write a progress row every this many updates (one update per arriving gradient here)."""
 
@@ -130,11 +132,11 @@ class A2C:
                 advantages = returns - buf.values.flatten()
         else:
             advantages, returns = buf.gae(cfg.gamma, cfg.gae_lambda)  # GAE: A_t = Σ_k (γλ)^k δ_{t+k}
-        obs, actions = buf.obs.flatten(0, 1), buf.actions.flatten(0, 1)
+        actions = buf.actions.flatten(0, 1)
         if cfg.normalize_advantage:
             advantages = standardize(advantages)
 
-        dist, values = self.policy(obs)
+        dist, values = evaluate_rollout(self.policy, buf)
         # actor: −E[log π(a|s) · A]   (A is a constant: the baseline V never reaches the actor's gradient)
         policy_loss = -(dist.log_prob(actions) * advantages).mean()
         # critic: E[(R − V(s))²]

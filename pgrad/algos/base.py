@@ -26,6 +26,7 @@ from pgrad.config import schedule, set_learning_rate
 from pgrad.distributions import EnvGenerators
 from pgrad.envs import VecEnv
 from pgrad.estimators import n_step_return
+from pgrad.networks import reset_where
 from pgrad.optim import norms
 from pgrad.spaces import action_storage
 
@@ -84,6 +85,17 @@ class EnvSlice:
     def value(self, policy, obs: Tensor) -> Tensor:
         return self._mine(policy.value(self._full(obs)))
 
+    def act_recurrent(self, policy, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``a ~ π(·|s, h)`` of a recurrent policy from the envs' states (reset where an episode
+        starts): ``(actions, log π(a|s, h), V, next states)``."""
+        dist, values, state = policy.step(self._full(obs), self._full(state))
+        dist, values = self._mine(dist), self._mine(values)
+        actions = dist.sample(self.streams)
+        return actions, dist.log_prob(actions), values, self._mine(state)
+
+    def value_recurrent(self, policy, obs: Tensor, state: Tensor) -> Tensor:
+        return self._mine(policy.step_value(self._full(obs), self._full(state)))
+
     def ended(self, t: int, dones: np.ndarray) -> list[tuple[int, int]]:
         """``(t, env index in the run)`` of each episode ending at step ``t``, in the env's order."""
         return [(t, self.env_ids[i]) for i in np.flatnonzero(dones)]
@@ -93,6 +105,14 @@ def tag_episodes(ended: list[tuple[int, int]], env: VecEnv) -> list[Episode]:
     """Pair the ``(t, env)`` of each ending, in order, with the env's recorded returns and lengths."""
     returns, lengths = env.pop_episodes()
     return [(t, i, r, n) for (t, i), r, n in zip(ended, returns, lengths, strict=True)]
+
+
+def restart_episodes(loop) -> None:
+    """Let ``loop`` start new episodes at its next step (an env whose simulator state was not
+    restored): a fresh reset, and a recurrent policy's states from 0."""
+    loop.obs = None
+    if getattr(loop, "recurrent", False):
+        loop.episode_start[:] = True
 
 
 class NonFiniteError(RuntimeError):
@@ -175,7 +195,15 @@ class OnPolicyLoop:
         self.algo, self.env, self.n_steps, self.device = algo, env, n_steps, device
         self.env_slice = env_slice or EnvSlice(algo.cfg.seed, range(env.n_envs), env.n_envs, device)
         action_shape, action_dtype = action_storage(env.action_space)
-        self.buf = RolloutBuffer(n_steps, env.n_envs, env.obs_shape, action_shape, action_dtype, device, env.obs_dtype)
+        self.recurrent = getattr(algo.policy, "recurrent", False)
+        state_shape = None
+        if self.recurrent:  # each env's state, and whether its next step starts an episode
+            self.memory = algo.policy.initial_state(env.n_envs)
+            self.episode_start = torch.ones(env.n_envs, dtype=torch.bool, device=device)
+            state_shape = tuple(self.memory.shape[1:])
+        self.buf = RolloutBuffer(
+            n_steps, env.n_envs, env.obs_shape, action_shape, action_dtype, device, env.obs_dtype, state_shape
+        )
         self.n_updates = math.ceil(total_steps / (n_steps * env.n_envs))
         self.stats = EpisodeStats()
         self.named_params = list(algo.policy.named_parameters())  # for check_finite
@@ -194,7 +222,12 @@ class OnPolicyLoop:
         ended: list[tuple[int, int]] = []
         for t in range(self.n_steps):
             with torch.inference_mode():
-                actions, log_probs, values = acting.act(policy, obs)
+                if self.recurrent:  # h_t = RNN(s_t, h_{t−1}), from 0 where an episode starts
+                    state = reset_where(self.memory, self.episode_start)
+                    buf.store_memory(t, state, self.episode_start)
+                    actions, log_probs, values, self.memory = acting.act_recurrent(policy, obs, state)
+                else:
+                    actions, log_probs, values = acting.act(policy, obs)
             next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions.cpu().numpy())
             buf.store(t, obs, actions, log_probs, values, rewards, terminated, truncated)
             cut = truncated & ~terminated
@@ -204,15 +237,26 @@ class OnPolicyLoop:
                 cut_envs = np.flatnonzero(cut)
                 with torch.inference_mode():
                     real_next = torch.as_tensor(real_next_obs, device=device)
-                    final_values[t] = (cut_envs, acting.value(policy, real_next)[cut_envs])
+                    final_values[t] = (cut_envs, self._value(acting, policy, real_next)[cut_envs])
             if env.ended.any():  # the episodes the env recorded (whole games of an Atari env)
                 ended += acting.ended(t, env.ended)
+            if self.recurrent:
+                self.episode_start = torch.as_tensor(terminated | truncated, device=device)
             obs = torch.as_tensor(next_obs, device=device)
         self.obs = next_obs
         with torch.inference_mode():
-            last_values = acting.value(policy, obs)
+            last_values = self._value(acting, policy, obs, self.recurrent)
         buf.finish(last_values, final_values)
         return tag_episodes(ended, env)
+
+    def _value(self, acting: EnvSlice, policy, obs: Tensor, next_episode: bool = False) -> Tensor:
+        """V of ``obs``: a recurrent policy's from the envs' current states (the state after an
+        episode's last step for its final observation; with ``next_episode``, reset where the
+        next step starts an episode, as for the rollout's last observations)."""
+        if not self.recurrent:
+            return acting.value(policy, obs)
+        state = reset_where(self.memory, self.episode_start) if next_episode else self.memory
+        return acting.value_recurrent(policy, obs, state)
 
     def run(self, on_update: OnUpdate, poll: Poll = no_poll) -> int:
         """``on_update(global_step, metrics)`` after each update, then ``poll(global_step)``

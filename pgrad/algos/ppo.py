@@ -34,7 +34,7 @@ from pgrad.config import (
     set_learning_rate,
 )
 from pgrad.estimators import explained_variance, standardize
-from pgrad.networks import actor_critic_for
+from pgrad.networks import actor_critic_for, evaluate_batch, evaluate_rollout
 from pgrad.optim import adam, clip_grad_norm_
 
 
@@ -165,19 +165,21 @@ class PPO:
         # GAE: A_t = Σ_k (γλ)^k δ_{t+k};  returns = A + V, the critic's TD(λ) target
         advantages, returns = buf.gae(cfg.gamma, cfg.gae_lambda)
         obs = buf.obs.flatten(0, 1)
+        states = buf.states.flatten(0, 1) if buf.recurrent else None  # a recurrent policy's, entering each step
         actions = buf.actions.flatten(0, 1)
         old_log_probs, old_values = buf.log_probs.flatten(), buf.values.flatten()
 
         penalised = cfg.loss != "clip"
         if penalised:
             with torch.no_grad():
-                old_dist = self.policy.distribution(obs).detach()  # π_old on the whole batch, frozen
+                old_dist = evaluate_rollout(self.policy, buf)[0].detach()  # π_old on the whole batch, frozen
 
         history: list[Tensor] = []
         stopped_early = False
         for _epoch in range(cfg.n_epochs):
-            for idx in buf.minibatch_indices(cfg.batch_size, self.generator):
-                dist, values = self.policy(obs[idx])
+            for batch in buf.minibatch_indices(cfg.batch_size, self.generator):
+                # (a recurrent policy's minibatch: whole sequences, re-run from their stored states)
+                dist, values, idx = evaluate_batch(self.policy, obs, states, batch)
                 with torch.set_grad_enabled(cfg.ent_coef > 0):  # with c_ent = 0, H is only logged
                     entropy = dist.entropy()
                 terms = ppo_loss(
@@ -214,7 +216,7 @@ class PPO:
         metrics["charts/gradient_steps"] = len(history)
         if penalised:
             with torch.no_grad():
-                kl = float(old_dist.kl(self.policy.distribution(obs)).mean())  # exact KL of the update
+                kl = float(old_dist.kl(evaluate_rollout(self.policy, buf)[0]).mean())  # exact KL of the update
             metrics["losses/kl"], metrics["charts/kl_coef"] = kl, self.kl_coef
             self.kl_coef = adapt_kl_coef(self.kl_coef, kl, cfg)
         return metrics

@@ -282,6 +282,12 @@ class OnPolicyConfig(PolicyConfig):
     """Steps per env per rollout (T)."""
     gae_lambda: float = 0.95
     """GAE λ: 1 is the Monte Carlo advantage, 0 the one-step TD error."""
+    use_sde: bool = False
+    """gSDE (Box actions): exploration noise θ_εᵀφ(s) from the policy's features, ε held for sde_sample_freq steps."""
+    sde_sample_freq: int = -1
+    """Draw gSDE's ε every this many steps (-1: only at each rollout's start), as SB3."""
+    full_std: bool = True
+    """gSDE's σ per (feature, action dim); False: one per feature, shared by the action dims."""
     rnn: Literal["none", "lstm", "gru"] = "none"
     """A recurrent core between the observation and the MLPs (sb3-contrib's RecurrentPPO): none, lstm or gru."""
     rnn_hidden_size: int = 256
@@ -296,6 +302,13 @@ class OnPolicyConfig(PolicyConfig):
         positive_int("n_steps", self.n_steps)
         if not (self.gae_lambda is None and self.GAE_LAMBDA_OPTIONAL):
             in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        flag("use_sde", self.use_sde)
+        flag("full_std", self.full_std)
+        require("sde_sample_freq", self.sde_sample_freq,
+                _is_int(self.sde_sample_freq) and (self.sde_sample_freq == -1 or self.sde_sample_freq >= 1),
+                "must be -1 (only at each rollout's start) or an integer >= 1")  # fmt: skip
+        if self.use_sde and self.state_dependent_std:
+            require("state_dependent_std", True, False, "must be False with use_sde=True (gSDE's σ is its own)")
         one_of("rnn", self.rnn, ("none", "lstm", "gru"))
         positive_int("rnn_hidden_size", self.rnn_hidden_size)
         positive_int("rnn_layers", self.rnn_layers)

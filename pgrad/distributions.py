@@ -258,6 +258,43 @@ class DiagGaussian:
         return (other.log_std - self.log_std + 0.5 * (var_ratio + mean_term) - 0.5).sum(-1)
 
 
+class StateDependentGaussian(DiagGaussian):
+    """gSDE's Gaussian (Raffin, Kober & Stulp, *Smooth Exploration for Robotic Reinforcement
+    Learning*, CoRL 2021; SB3's ``StateDependentNoiseDistribution``).
+
+    An action is ``a = μ(s) + θ_εᵀ φ(s)``: φ(s) ``[B, d]`` the policy's last hidden features, θ_ε
+    ``[d, D]`` with ``θ_ε[j, k] = σ_jk ε_jk``, and ε ~ N(0, 1) drawn once per env and held for
+    ``sde_sample_freq`` steps, so that for a fixed ε the exploration is a smooth function of s. Over
+    ε, ``a ~ N(μ(s), diag(Σ_j φ_j(s)² σ_jk²))``: the density ``log_prob``, ``entropy`` and ``kl`` use
+    (with 1e-6 added to the variance, as SB3). φ is detached there, as SB3's ``learn_features=False``:
+    the std trains σ, not the features. ``sample(exploration)`` takes the held ε ``[B, d, D]``; given a
+    generator (or none) instead, it draws a fresh ε per call.
+    """
+
+    def __init__(self, mean: Tensor, log_std: Tensor, latent: Tensor, matrix_std: Tensor):
+        super().__init__(mean, log_std)
+        self.latent, self.matrix_std = latent, matrix_std
+
+    @classmethod
+    def from_params(cls, mean: Tensor, latent: Tensor, log_std: Tensor) -> StateDependentGaussian:
+        """From the mean ``[B, D]``, the features φ ``[B, d]`` and log σ ``[d, D]`` (or ``[d, 1]``,
+        one σ per feature for every action dim: SB3's ``full_std=False``)."""
+        latent = latent.detach()
+        matrix_std = log_std.exp().expand(latent.shape[-1], mean.shape[-1])
+        variance = latent.pow(2) @ matrix_std.pow(2) + 1e-6  # Var[a_k | s] = Σ_j φ_j² σ_jk²
+        return cls(mean, 0.5 * variance.log(), latent, matrix_std)
+
+    def rsample(self, exploration: Tensor | torch.Generator | EnvGenerators | None = None) -> Tensor:
+        if not isinstance(exploration, Tensor):
+            like = self.latent.new_empty(self.latent.shape[0], *self.matrix_std.shape)
+            exploration = _noise("normal", like, exploration)
+        # a = μ + θ_εᵀ φ(s),  θ_ε = σ ⊙ ε  (each row's own ε)
+        return self.mean + torch.bmm(self.latent.unsqueeze(1), exploration * self.matrix_std).squeeze(1)
+
+    def __getitem__(self, index) -> StateDependentGaussian:
+        return StateDependentGaussian(self.mean[index], self.log_std[index], self.latent[index], self.matrix_std)
+
+
 class TanhGaussian:
     """``a = tanh(u)``, ``u ~ N(μ, σ²)``: a Gaussian squashed into ``(−1, 1)^D`` (SAC's policy).
 
@@ -294,4 +331,4 @@ class TanhGaussian:
         return self.normal.log_prob(u) - self._log_det_jacobian(u)
 
 
-Distribution = Categorical | MultiCategorical | Bernoulli | DiagGaussian | TanhGaussian
+Distribution = Categorical | MultiCategorical | Bernoulli | DiagGaussian | StateDependentGaussian | TanhGaussian

@@ -16,7 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from pgrad.buffers import Sequences, minibatches, sequence_minibatches
-from pgrad.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical, TanhGaussian
+from pgrad.distributions import (
+    Bernoulli,
+    Categorical,
+    DiagGaussian,
+    MultiCategorical,
+    StateDependentGaussian,
+    TanhGaussian,
+)
 from pgrad.encoders import ObsEncoder, needs_encoder
 from pgrad.spaces import ObsLayout, action_head, space_from_json, space_to_json
 
@@ -43,6 +50,14 @@ class MLP(nn.Sequential):
         for layer in self:
             x = layer.forward(x)
         return x
+
+    def with_latent(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(the last layer's input, the output)``: gSDE's features φ(s) and the mean."""
+        *body, last = self
+        call = (lambda layer, x: layer(x)) if self.hooked else (lambda layer, x: layer.forward(x))
+        for layer in body:
+            x = call(layer, x)
+        return x, call(last, x)
 
     @property
     def hooked(self) -> bool:
@@ -104,7 +119,9 @@ class ActorCritic(nn.Module):
     ``shared=True`` puts both heads on one torso; the default keeps separate networks, which
     does better on simple tasks (CHECKLIST item 18). For Box actions the Gaussian's log-std is a
     state-independent parameter initialised to ``log_std_init`` (item 19), or, with
-    ``state_dependent_std``, a second head of the policy network. ``nvec`` makes the head a
+    ``state_dependent_std``, a second head of the policy network; with ``use_sde``, gSDE's
+    :class:`~pgrad.distributions.StateDependentGaussian` on the policy's last hidden features, its
+    log σ a ``[d, D]`` parameter (``[d, 1]`` unless ``full_std``). ``nvec`` makes the head a
     :class:`MultiCategorical`, ``binary`` a :class:`Bernoulli`.
 
     Observations other than a plain vector (``observation``: the space's JSON and the ``images``
@@ -127,6 +144,8 @@ class ActorCritic(nn.Module):
         binary: bool = False,
         observation: dict | None = None,
         vf_hidden_sizes: Sequence[int] | None = None,
+        use_sde: bool = False,
+        full_std: bool = True,
     ):
         super().__init__()
         encoder = encoder_from_spec(observation)
@@ -151,6 +170,13 @@ class ActorCritic(nn.Module):
         self.discrete, self.shared = discrete or bool(nvec) or binary, shared
         self.nvec, self.binary = nvec, binary
         self.state_dependent_std = state_dependent_std and not self.discrete
+        self.use_sde = use_sde
+        if use_sde:
+            if self.discrete or state_dependent_std:
+                raise ValueError(
+                    "use_sde=True needs Box actions and a state-independent std (state_dependent_std=False)"
+                )
+            self.spec |= {"use_sde": True, "full_std": full_std}
         head_out = action_dim * (2 if self.state_dependent_std else 1)
         last = hidden_sizes[-1] if hidden_sizes else obs_dim
         if shared:
@@ -161,7 +187,9 @@ class ActorCritic(nn.Module):
             self.policy_net = mlp(obs_dim, hidden_sizes, head_out, activation, out_gain=0.01)
             vf_sizes = self.spec.get("vf_hidden_sizes", hidden_sizes)
             self.value_net = mlp(obs_dim, vf_sizes, 1, activation, out_gain=1.0)
-        if not self.discrete and not self.state_dependent_std:
+        if use_sde:  # log σ of θ_ε: one per (feature, action dim), or per feature
+            self.log_std = nn.Parameter(torch.full((last, action_dim if full_std else 1), float(log_std_init)))
+        elif not self.discrete and not self.state_dependent_std:
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
         if not ortho_init:
             for module in self.modules():
@@ -195,9 +223,20 @@ class ActorCritic(nn.Module):
 
     def distribution(self, obs: Tensor) -> AnyDistribution:
         """π(·|s) for a batch of observations ``[B, obs_dim]``."""
-        return self._head_to_distribution(self._policy_out(obs))
+        x = self.encode(obs)
+        return self._pi(self.torso(x) if self.shared else x)
 
-    def _head_to_distribution(self, out: Tensor) -> AnyDistribution:
+    def _pi(self, x: Tensor) -> AnyDistribution:
+        """π(·|s) from the policy network's input ``x`` (the shared torso's output when shared)."""
+        if self.shared:
+            return self._head_to_distribution(self.policy_head(x), x)
+        if self.use_sde:
+            return self._head_to_distribution(*reversed(self.policy_net.with_latent(x)))
+        return self._head_to_distribution(self.policy_net(x))
+
+    def _head_to_distribution(self, out: Tensor, latent: Tensor | None = None) -> AnyDistribution:
+        if self.use_sde:  # gSDE: the features φ(s) are the policy's last hidden layer
+            return StateDependentGaussian.from_params(out, latent, self.log_std)
         if self.nvec:
             return MultiCategorical(out, self.nvec)
         if self.binary:
@@ -221,8 +260,8 @@ class ActorCritic(nn.Module):
         x = self.encode(obs)
         if self.shared:
             features = self.torso(x)
-            return self._head_to_distribution(self.policy_head(features)), self.value_head(features).squeeze(-1)
-        return self._head_to_distribution(self.policy_net(x)), self.value_net(x).squeeze(-1)
+            return self._pi(features), self.value_head(features).squeeze(-1)
+        return self._pi(x), self.value_net(x).squeeze(-1)
 
     def act(self, obs: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Sample ``a ~ π(·|s)``: ``(actions, log π(a|s), V(s))`` for a batch ``[N, obs_dim]``."""
@@ -245,6 +284,7 @@ class ActorCritic(nn.Module):
         too_wide = max(self.spec["hidden_sizes"], default=0) > FusedActorCritic.MAX_WIDTH
         if (
             self.shared
+            or self.use_sde  # its distribution needs the policy's features, not only the head
             or too_wide
             or "vf_hidden_sizes" in self.spec
             or "encoder" in self._modules
@@ -392,7 +432,7 @@ class RecurrentActorCritic(ActorCritic):
         return latent_pi, latent_vf, self._join([h_pi, h_vf])
 
     def heads(self, latent_pi: Tensor, latent_vf: Tensor) -> tuple[AnyDistribution, Tensor]:
-        return self._head_to_distribution(self.policy_net(latent_pi)), self.value_net(latent_vf).squeeze(-1)
+        return self._pi(latent_pi), self.value_net(latent_vf).squeeze(-1)
 
     def step(self, obs: Tensor, state: Tensor) -> tuple[AnyDistribution, Tensor, Tensor]:
         """One step of ``B`` envs from their states (already reset where an episode starts):
@@ -465,6 +505,8 @@ def actor_critic_for(cfg, observation_space, action_space) -> ActorCritic:
     recurrent = getattr(cfg, "rnn", "none") != "none"
     extra = dict(rnn=cfg.rnn, rnn_hidden_size=cfg.rnn_hidden_size, rnn_layers=cfg.rnn_layers,
                  rnn_shared=cfg.rnn_shared) if recurrent else {}  # fmt: skip
+    if getattr(cfg, "use_sde", False):
+        extra |= {"use_sde": True, "full_std": cfg.full_std}
     return (RecurrentActorCritic if recurrent else ActorCritic)(
         **extra,
         obs_dim=obs_dim,

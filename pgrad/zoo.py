@@ -28,7 +28,7 @@ Zoo key                       pgrad
 ``ent_coef: auto[_x]``        ``ent_coef=None`` (learned), ``ent_coef_init=x``
 ============================  ===========================================================
 
-Anything else — a key pgrad has no counterpart for (``use_sde``, ``replay_buffer_class``, a
+Anything else — a key pgrad has no counterpart for (SAC's ``use_sde``, ``replay_buffer_class``, a
 policy_kwargs entry such as ``optimizer_class``) — is a one-line error naming it, never ignored.
 """
 

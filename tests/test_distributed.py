@@ -92,6 +92,16 @@ def test_distributed_sampling_equals_single_process(ray_runtime, tmp_path, algo,
     assert single.evaluation.returns == split.evaluation.returns
 
 
+def test_gsde_noise_on_workers_equals_single_process(ray_runtime, tmp_path):
+    """Each env's ε comes from its own stream: the split changes nothing."""
+    fields = dict(env="Pendulum-v1", preset="none", seed=2, n_envs=4, tensorboard=False, eval_episodes=2,
+                  total_steps=2048, n_steps=128, batch_size=128, use_sde=True, sde_sample_freq=8)  # fmt: skip
+    single = pgrad.train("ppo", run_dir=str(tmp_path / "single"), **fields)
+    split = pgrad.train("ppo", run_dir=str(tmp_path / "split"), workers=2, **fields)
+    assert all(torch.equal(v, split.policy.state_dict()[k]) for k, v in single.policy.state_dict().items())
+    assert (tmp_path / "single" / "progress.csv").read_text() == (tmp_path / "split" / "progress.csv").read_text()
+
+
 @pytest.mark.parametrize(
     "algo,fields,phase",
     [

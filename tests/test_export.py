@@ -44,6 +44,7 @@ BOX4 = spaces.Box(-5.0, 5.0, (4,), np.float32)
 CASES = {
     "ppo-discrete-normalised": ("ppo", "CartPole-v1", {"normalize_obs": True}),
     "ppo-box-clip": ("ppo", "Pendulum-v1", {"normalize_obs": True}),
+    "ppo-gsde": ("ppo", "Pendulum-v1", {"use_sde": True}),
     "td3-box-rescale": ("td3", "Pendulum-v1", {"learning_starts": 64, "hidden_sizes": (32, 32)}),
     "sac-tanh": ("sac", "Pendulum-v1", {"learning_starts": 64, "hidden_sizes": (32, 32), "normalize_obs": True}),
     "sac-discrete": ("sac-discrete", "CartPole-v1", {"learning_starts": 64, "hidden_sizes": (32, 32)}),

@@ -45,6 +45,10 @@ CASES = {
                  "--rnn-hidden-size", "16"],
     "a2c-gru": ["a2c", "--env", "CartPoleNoVel-v1", *ON_POLICY, "--total-steps", "1000", "--n-steps", "5",
                 "--checkpoint-every", "200", "--rnn", "gru", "--rnn-hidden-size", "16", "--rnn-layers", "2"],
+    # gSDE's ε drawn every 4 steps from the env streams (a checkpoint between draws' blocks)
+    "ppo-gsde": ["ppo", "--env", "Pendulum-v1", *ON_POLICY, "--total-steps", "2560", "--n-steps", "128",
+                 "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "512", "--use-sde",
+                 "--sde-sample-freq", "4"],
     "ppo-user-env": ["ppo", "--env", "test_user_env:Reach", "--env-kwargs", "size=3.0", "--wrapper",
                      "test_user_env:ScaleObservation:factor=0.5", *ON_POLICY, "--total-steps", "2560", "--n-steps",
                      "128", "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "512"],  # rebuilt from its record

@@ -146,6 +146,21 @@ Pendulum-v1:
 """
 
 SAC_YML = """\
+MountainCarContinuous-v0:
+  n_timesteps: !!float 50000
+  policy: 'MlpPolicy'
+  learning_rate: !!float 3e-4
+  buffer_size: 50000
+  batch_size: 512
+  ent_coef: 0.1
+  train_freq: 32
+  gradient_steps: 32
+  gamma: 0.9999
+  tau: 0.01
+  learning_starts: 0
+  use_sde: True
+  policy_kwargs: "dict(log_std_init=-3.67, net_arch=[64, 64])"
+
 Pendulum-v1:
   # callback:
   #   - rl_zoo3.callbacks.ParallelTrainCallback
@@ -242,6 +257,12 @@ def entry(zoo, algo: str, env: str):
                                        max_grad_norm=0.8, vf_coef=0.58096, log_std_init=-2, ortho_init=False,
                                        activation="relu", hidden_sizes=(256, 256), vf_hidden_sizes=(256, 256))),
         ("a2c", "CartPole-v1", dict(n_envs=8, total_steps=500_000, ent_coef=0.0)),
+        ("ppo", "Pendulum-v1", dict(n_envs=4, total_steps=100_000, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
+                                    ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4)),
+        ("a2c", "Pendulum-v1", dict(normalize_obs=True, normalize_reward=True, n_envs=8, total_steps=1_000_000,
+                                    ent_coef=0.0, max_grad_norm=0.5, n_steps=8, gae_lambda=0.9, vf_coef=0.4, gamma=0.99,
+                                    optimizer="rmsprop", normalize_advantage=False, learning_rate=7e-4,
+                                    lr_schedule="linear", use_sde=True, log_std_init=-2, ortho_init=False)),
         ("sac", "Pendulum-v1", dict(total_steps=20_000, learning_rate=1e-3)),
         ("sac", "LunarLanderContinuous-v3", dict(total_steps=500_000, batch_size=256, learning_rate=7.3e-4,
                                                  lr_schedule="linear", buffer_size=1_000_000, ent_coef=None, gamma=0.99,
@@ -265,8 +286,7 @@ def test_real_zoo_entries_translate_key_by_key(zoo, algo, env, fields):
 @pytest.mark.parametrize(
     "algo, env, message",
     [
-        ("ppo", "Pendulum-v1", "zoo key 'use_sde' is not supported by pgrad's ppo"),
-        ("a2c", "Pendulum-v1", "zoo key 'use_sde' is not supported by pgrad's a2c"),
+        ("sac", "MountainCarContinuous-v0", "zoo key 'use_sde' is not supported by pgrad's sac"),
         ("a2c", "PongNoFrameskip-v4", "'RMSpropTFLike' is not supported"),
         ("ppo", "CarRacing-v2", "No module named 'rl_zoo3'"),
         ("trpo", "HalfCheetahBulletEnv-v0", "zoo key 'sub_sampling_factor' is not supported by pgrad's trpo"),
@@ -339,11 +359,15 @@ def test_gradient_steps_minus_one_takes_one_step_per_env_step(tmp_path):
 
 
 def test_zoo_cli_errors_are_one_line(zoo, tmp_path):
-    for args, message in (
-        (["--zoo-file", str(tmp_path / "none.yml")], "no such file"),
-        (["--zoo-file", str(zoo("ppo")), "--env", "Pendulum-v1"], "zoo key 'use_sde' is not supported"),
+    for algo, args, message in (
+        ("ppo", ["--zoo-file", str(tmp_path / "none.yml")], "no such file"),
+        (
+            "sac",
+            ["--zoo-file", str(zoo("sac")), "--env", "MountainCarContinuous-v0"],
+            "zoo key 'use_sde' is not supported",
+        ),
     ):
-        result = cli("train", "ppo", *args, "--run-dir", str(tmp_path / "x"))
+        result = cli("train", algo, *args, "--run-dir", str(tmp_path / "x"))
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 

@@ -75,22 +75,29 @@ class EnvSlice:
     def _mine(self, x):
         return x if len(self.env_ids) == self.n_total else x[self.rows]
 
-    def act(self, policy, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``a ~ π(·|s)``: ``(actions, log π(a|s), V(s))`` for this slice's observations."""
+    def act(self, policy, obs: Tensor, exploration: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``a ~ π(·|s)``: ``(actions, log π(a|s), V(s))`` for this slice's observations (gSDE's
+        from its held ``exploration`` noise, :meth:`exploration_noise`)."""
         dist, values = policy(self._full(obs))
         dist, values = self._mine(dist), self._mine(values)
-        actions = dist.sample(self.streams)
+        actions = dist.sample(self.streams if exploration is None else exploration)
         return actions, dist.log_prob(actions), values
+
+    def exploration_noise(self, shape: tuple[int, int], like: Tensor) -> Tensor:
+        """gSDE's ε ``[n_envs, d, D]`` ~ N(0, 1), each env's from its own stream."""
+        return self.streams.draw("normal", torch.Size((len(self.env_ids), *shape)), like)
 
     def value(self, policy, obs: Tensor) -> Tensor:
         return self._mine(policy.value(self._full(obs)))
 
-    def act_recurrent(self, policy, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def act_recurrent(
+        self, policy, obs: Tensor, state: Tensor, exploration: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``a ~ π(·|s, h)`` of a recurrent policy from the envs' states (reset where an episode
         starts): ``(actions, log π(a|s, h), V, next states)``."""
         dist, values, state = policy.step(self._full(obs), self._full(state))
         dist, values = self._mine(dist), self._mine(values)
-        actions = dist.sample(self.streams)
+        actions = dist.sample(self.streams if exploration is None else exploration)
         return actions, dist.log_prob(actions), values, self._mine(state)
 
     def value_recurrent(self, policy, obs: Tensor, state: Tensor) -> Tensor:
@@ -181,7 +188,7 @@ class OnPolicyLoop:
 
     # named_params: views of the policy's parameters, for check_finite; n_updates: from the config
     # (an extended run, `--resume RUN --total-steps N`, has more)
-    not_state = ("named_params", "n_updates")
+    not_state = ("named_params", "n_updates", "sde_shape")
 
     def __init__(
         self,
@@ -204,6 +211,8 @@ class OnPolicyLoop:
         self.buf = RolloutBuffer(
             n_steps, env.n_envs, env.obs_shape, action_shape, action_dtype, device, env.obs_dtype, state_shape
         )
+        if getattr(algo.policy, "use_sde", False):  # gSDE's ε per env: [features, action dims]
+            self.sde_shape = (algo.policy.log_std.shape[0], algo.policy.spec["action_dim"])
         self.n_updates = math.ceil(total_steps / (n_steps * env.n_envs))
         self.stats = EpisodeStats()
         self.named_params = list(algo.policy.named_parameters())  # for check_finite
@@ -220,14 +229,19 @@ class OnPolicyLoop:
         obs = torch.as_tensor(self.obs, device=device)
         final_values: dict[int, tuple[np.ndarray, Tensor]] = {}
         ended: list[tuple[int, int]] = []
+        sde, resample_every = getattr(self.algo.policy, "use_sde", False), getattr(self.algo.cfg, "sde_sample_freq", -1)
+        exploration = None
         for t in range(self.n_steps):
+            if sde and (t == 0 or (resample_every > 0 and t % resample_every == 0)):
+                # gSDE: a fresh ε at each rollout's start and every sde_sample_freq steps (as SB3)
+                exploration = acting.exploration_noise(self.sde_shape, self.buf.rewards)
             with torch.inference_mode():
                 if self.recurrent:  # h_t = RNN(s_t, h_{t−1}), from 0 where an episode starts
                     state = reset_where(self.memory, self.episode_start)
                     buf.store_memory(t, state, self.episode_start)
-                    actions, log_probs, values, self.memory = acting.act_recurrent(policy, obs, state)
+                    actions, log_probs, values, self.memory = acting.act_recurrent(policy, obs, state, exploration)
                 else:
-                    actions, log_probs, values = acting.act(policy, obs)
+                    actions, log_probs, values = acting.act(policy, obs, exploration)
             next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions.cpu().numpy())
             buf.store(t, obs, actions, log_probs, values, rewards, terminated, truncated)
             cut = truncated & ~terminated

@@ -97,7 +97,9 @@ def critic_sizes(cfg) -> tuple[int, ...]:
 
 def critic_options(cfg) -> dict:
     """The Q critics' network options of an off-policy config (``QEnsemble``'s keyword arguments)."""
-    return dict(activation=cfg.activation, layer_norm=cfg.critic_layer_norm, dropout=cfg.critic_dropout)
+    return dict(
+        activation=cfg.activation, layer_norm=cfg.critic_layer_norm, dropout=cfg.critic_dropout, network=cfg.network
+    )
 
 
 def valid_seed(name: str, value: Any) -> None:
@@ -124,6 +126,8 @@ class RunConfig:
     """Step the envs in this process (sync) or in subprocesses (async)."""
     normalize_obs: bool = False
     """Running mean/std normalisation of observations (saved with the agent, frozen at evaluation)."""
+    network: Literal["mlp", "simba"] = "mlp"
+    """Hidden layers: plain MLPs, or SimBa's residual blocks (Lee et al., ICLR 2025; needs normalize_obs)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return."""
     device: str = "auto"
@@ -213,6 +217,14 @@ class RunConfig:
         require("frame_stack", self.frame_stack, _is_int(self.frame_stack) and 1 <= self.frame_stack <= 64,
                 "must be an integer in [1, 64]")  # fmt: skip
         one_of("preprocess", self.preprocess, ("none", "atari"))
+        one_of("network", self.network, ("mlp", "simba"))
+        if self.network == "simba":
+            require("normalize_obs", self.normalize_obs, self.normalize_obs,
+                    "must be True with network='simba' (its running observation normalisation)")  # fmt: skip
+            for name in ("hidden_sizes", "vf_hidden_sizes", "critic_hidden_sizes"):
+                sizes = getattr(self, name, None)
+                require(name, sizes, sizes is None or (len(sizes) >= 1 and len(set(sizes)) == 1),
+                        "must be one width repeated with network='simba' (w × residual blocks, e.g. (256, 256))")  # fmt: skip
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)
@@ -456,6 +468,10 @@ class OffPolicyConfig(RunConfig):
         sizes("critic_hidden_sizes", self.critic_hidden_sizes, optional=True)
         one_of("activation", self.activation, ("relu", "tanh", "elu", "silu"))
         in_range("critic_dropout", self.critic_dropout, 0.0, 1.0, high_open=True)
+        if self.network == "simba":
+            require("critic_layer_norm", self.critic_layer_norm, not self.critic_layer_norm,
+                    "must be False with network='simba' (its blocks are layer-normalised)")  # fmt: skip
+            require("critic_dropout", self.critic_dropout, self.critic_dropout == 0, "must be 0 with network='simba'")
         require(
             "hidden_sizes",
             self.hidden_sizes,

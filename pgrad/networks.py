@@ -71,6 +71,31 @@ _GLOBAL_HOOK_DICTS = [
 ]
 
 
+class ResidualBlock(nn.Module):
+    """SimBa's block: ``h + W₂ act(W₁ LayerNorm(h))``, W₁: w → 4w, W₂: 4w → w (a pre-LayerNorm
+    residual feed-forward block with an inverted bottleneck)."""
+
+    def __init__(self, width: int, activation: str):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.up = nn.Linear(width, 4 * width)
+        self.act = ACTIVATIONS[activation]()
+        self.down = nn.Linear(4 * width, width)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.down(self.act(self.up(self.norm(h))))
+
+
+def simba(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None, activation: str) -> MLP:
+    """SimBa (Lee et al., *SimBa: Simplicity Bias for Scaling Up Parameters in Deep Reinforcement
+    Learning*, ICLR 2025): ``Linear(in → w)``, one :class:`ResidualBlock` of width ``w`` per entry of
+    ``hidden_sizes`` (all ``w``), a final LayerNorm, then ``Linear(w → out)`` (none for a torso). Its
+    running observation normalisation is pgrad's ``normalize_obs``, which the config requires."""
+    width = hidden_sizes[0]
+    layers = [nn.Linear(in_dim, width), *(ResidualBlock(width, activation) for _ in hidden_sizes), nn.LayerNorm(width)]
+    return MLP(*layers, *([nn.Linear(width, out_dim)] if out_dim is not None else []))
+
+
 def mlp(
     in_dim: int,
     hidden_sizes: Sequence[int],
@@ -78,12 +103,22 @@ def mlp(
     activation: str = "tanh",
     out_gain: float = 1.0,
     hidden_gain: float = math.sqrt(2.0),
+    network: str = "mlp",
 ) -> MLP:
     """``in_dim → hidden... → out_dim`` MLP, orthogonally initialised with zero biases.
 
     Hidden layers get gain √2 and the output layer ``out_gain`` (0.01 for a policy head and 1 for a
     value head: CHECKLIST item 8). ``out_dim=None`` ends at the last hidden layer (a torso).
+    ``network="simba"``: :func:`simba`'s residual blocks, their linear layers initialised the same.
     """
+    if network == "simba":
+        net = simba(in_dim, hidden_sizes, out_dim, activation)
+        for layer in net.modules():
+            if isinstance(layer, nn.Linear):
+                _init(layer, hidden_gain)
+        if out_dim is not None:
+            _init(net[-1], out_gain)
+        return net
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden_sizes]
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
@@ -146,6 +181,7 @@ class ActorCritic(nn.Module):
         vf_hidden_sizes: Sequence[int] | None = None,
         use_sde: bool = False,
         full_std: bool = True,
+        network: str = "mlp",
     ):
         super().__init__()
         encoder = encoder_from_spec(observation)
@@ -167,6 +203,7 @@ class ActorCritic(nn.Module):
                 raise ValueError("vf_hidden_sizes is invalid with shared_network=True (one torso for π and V)")
             self.spec["vf_hidden_sizes"] = list(vf_hidden_sizes)
         self.spec |= {k: v for k, v in (("nvec", nvec), ("binary", binary), ("observation", observation)) if v}
+        self.spec |= {"network": network} if network != "mlp" else {}
         self.discrete, self.shared = discrete or bool(nvec) or binary, shared
         self.nvec, self.binary = nvec, binary
         self.state_dependent_std = state_dependent_std and not self.discrete
@@ -180,13 +217,13 @@ class ActorCritic(nn.Module):
         head_out = action_dim * (2 if self.state_dependent_std else 1)
         last = hidden_sizes[-1] if hidden_sizes else obs_dim
         if shared:
-            self.torso = mlp(obs_dim, hidden_sizes, None, activation)
+            self.torso = mlp(obs_dim, hidden_sizes, None, activation, network=network)
             self.policy_head = _init(nn.Linear(last, head_out), 0.01)
             self.value_head = _init(nn.Linear(last, 1), 1.0)
         else:
-            self.policy_net = mlp(obs_dim, hidden_sizes, head_out, activation, out_gain=0.01)
+            self.policy_net = mlp(obs_dim, hidden_sizes, head_out, activation, out_gain=0.01, network=network)
             vf_sizes = self.spec.get("vf_hidden_sizes", hidden_sizes)
-            self.value_net = mlp(obs_dim, vf_sizes, 1, activation, out_gain=1.0)
+            self.value_net = mlp(obs_dim, vf_sizes, 1, activation, out_gain=1.0, network=network)
         if use_sde:  # log σ of θ_ε: one per (feature, action dim), or per feature
             self.log_std = nn.Parameter(torch.full((last, action_dim if full_std else 1), float(log_std_init)))
         elif not self.discrete and not self.state_dependent_std:
@@ -285,6 +322,7 @@ class ActorCritic(nn.Module):
         if (
             self.shared
             or self.use_sde  # its distribution needs the policy's features, not only the head
+            or "network" in self.spec  # residual blocks, not a chain of linear layers
             or too_wide
             or "vf_hidden_sizes" in self.spec
             or "encoder" in self._modules
@@ -519,6 +557,7 @@ def actor_critic_for(cfg, observation_space, action_space) -> ActorCritic:
         log_std_init=cfg.log_std_init,
         state_dependent_std=cfg.state_dependent_std,
         ortho_init=cfg.ortho_init,
+        network=cfg.network,
     )
 
 
@@ -607,11 +646,14 @@ def plain_mlp(
     layer_norm: bool = False,
     dropout: float = 0.0,
     batch_renorm: dict | None = None,
+    network: str = "mlp",
 ) -> MLP:
     """An MLP with PyTorch's default initialisation; each hidden layer Linear → [Dropout] →
     [LayerNorm] → activation (DroQ's order, Hiraoka et al. 2022). ``batch_renorm`` (BatchRenorm's
     keyword arguments) puts a BatchRenorm before every Linear, the first and the last included
-    (CrossQ's layout, as sb3-contrib's)."""
+    (CrossQ's layout, as sb3-contrib's). ``network="simba"``: :func:`simba` instead."""
+    if network == "simba":
+        return simba(in_dim, hidden_sizes, out_dim, activation)
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden_sizes]
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
@@ -671,6 +713,7 @@ class QEnsemble(nn.Module):
         layer_norm: bool = False,
         dropout: float = 0.0,
         batch_renorm: dict | None = None,
+        network: str = "mlp",
     ):
         super().__init__()
         self.discrete = discrete
@@ -679,7 +722,8 @@ class QEnsemble(nn.Module):
             obs_dim = self.encoders[0].out_dim
         in_dim, out_dim = (obs_dim, action_dim) if discrete else (obs_dim + action_dim, 1)
         self.members = nn.ModuleList(
-            plain_mlp(in_dim, hidden_sizes, out_dim, activation, layer_norm, dropout, batch_renorm) for _ in range(k)
+            plain_mlp(in_dim, hidden_sizes, out_dim, activation, layer_norm, dropout, batch_renorm, network)
+            for _ in range(k)
         )
 
     def _input(self, obs: Tensor, actions: Tensor | None, i: int) -> Tensor:
@@ -707,10 +751,15 @@ class VNetwork(Encoded):
     """V(s) ``[B]`` (SAC v1's soft value network)."""
 
     def __init__(
-        self, obs_dim: int, hidden_sizes: Sequence[int], observation: dict | None = None, activation: str = "relu"
+        self,
+        obs_dim: int,
+        hidden_sizes: Sequence[int],
+        observation: dict | None = None,
+        activation: str = "relu",
+        network: str = "mlp",
     ):
         super().__init__()
-        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, 1, activation)
+        self.net = plain_mlp(self._encoder(obs_dim, observation), hidden_sizes, 1, activation, network=network)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(self.encode(obs)).squeeze(-1)
@@ -730,12 +779,14 @@ class Actor(Encoded):
         observation: dict | None = None,
         activation: str = "relu",
         batch_renorm: dict | None = None,
+        network: str = "mlp",
     ):
         super().__init__()
         self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation, activation)
         self.spec |= {"batch_renorm": batch_renorm} if batch_renorm is not None else {}
+        self.spec |= {"network": network} if network != "mlp" else {}
         in_dim, outputs = self._encoder(obs_dim, observation), self.OUTPUTS * action_dim
-        self.net = plain_mlp(in_dim, hidden_sizes, outputs, activation, batch_renorm=batch_renorm)
+        self.net = plain_mlp(in_dim, hidden_sizes, outputs, activation, batch_renorm=batch_renorm, network=network)
 
     @classmethod
     def from_spec(cls, spec: dict) -> Actor:

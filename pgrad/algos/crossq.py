@@ -62,6 +62,9 @@ class CrossQConfig(SACConfig):
         require("critic_layer_norm", self.critic_layer_norm, not self.critic_layer_norm,
                 "must be False: CrossQ's critics are batch-renormalised")  # fmt: skip
         require("critic_dropout", self.critic_dropout, self.critic_dropout == 0, "must be 0 with CrossQ")
+        require(
+            "network", self.network, self.network == "mlp", "must be 'mlp': CrossQ's networks are batch-renormalised"
+        )
 
 
 class CrossQ(SAC):

@@ -38,7 +38,9 @@ class DDPG:
         self.cfg, self.device = cfg, device
         action_dim = require_box("ddpg", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
-        self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation).to(device)
+        self.actor = DeterministicActor(
+            obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation, network=cfg.network
+        ).to(device)
         critic = QEnsemble(obs_dim, action_dim, critic_sizes(cfg), k=1, observation=obs, **critic_options(cfg))
         self.critic = critic.to(device)  # Q = member 0
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)

@@ -116,13 +116,15 @@ class SAC:
         self.cfg, self.device = cfg, device
         action_dim = require_box(f"sac (variant {cfg.variant})", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
-        self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation).to(device)
+        self.actor = SquashedGaussianActor(
+            obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation, network=cfg.network
+        ).to(device)
         critic = QEnsemble(obs_dim, action_dim, critic_sizes(cfg), k=2, observation=obs, **critic_options(cfg))
         self.critic = critic.to(device)  # Q_1, Q_2
         self.actor_optimizer = adam(self.actor.parameters(), cfg.learning_rate)
         self.critic_optimizer = adam(self.critic.parameters(), cfg.learning_rate)
         if cfg.variant == "v1":
-            self.v = VNetwork(obs_dim, critic_sizes(cfg), obs, cfg.activation).to(device)
+            self.v = VNetwork(obs_dim, critic_sizes(cfg), obs, cfg.activation, network=cfg.network).to(device)
             self.v_target = copy.deepcopy(self.v)
             self.v_optimizer = adam(self.v.parameters(), cfg.learning_rate)
             fixed = 0.2 if cfg.ent_coef is None else cfg.ent_coef
@@ -208,7 +210,9 @@ class SACDiscrete:
             )
         self.cfg, self.device = cfg, device
         (obs_dim, obs), n_actions = observation_for(cfg, observation_space), int(action_space.n)
-        self.actor = CategoricalActor(obs_dim, n_actions, cfg.hidden_sizes, obs, cfg.activation).to(device)
+        self.actor = CategoricalActor(
+            obs_dim, n_actions, cfg.hidden_sizes, obs, cfg.activation, network=cfg.network
+        ).to(device)
         self.critic = QEnsemble(
             obs_dim, n_actions, critic_sizes(cfg), k=2, discrete=True, observation=obs, **critic_options(cfg)
         ).to(device)

@@ -48,7 +48,9 @@ class TD3:
         self.cfg, self.device = cfg, device
         action_dim = require_box("td3", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
-        self.actor = DeterministicActor(obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation).to(device)
+        self.actor = DeterministicActor(
+            obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation, network=cfg.network
+        ).to(device)
         critic = QEnsemble(obs_dim, action_dim, critic_sizes(cfg), k=2, observation=obs, **critic_options(cfg))
         self.critic = critic.to(device)  # Q_1, Q_2
         self.actor_target, self.critic_target = copy.deepcopy(self.actor), copy.deepcopy(self.critic)

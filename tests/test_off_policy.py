@@ -239,6 +239,28 @@ def test_sac_critic_loss_by_hand(variant):
     assert metrics["losses/critic_loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_sac_policy_delay_steps_the_actor_and_temperature_every_dth_critic_step():
+    """SBX's count: critic steps d, 2d, … also step π and α; the targets follow every critic step."""
+    cfg = SACConfig(env="Pendulum-v1", hidden_sizes=(8,), policy_delay=3)
+    algo = SAC(cfg, *spaces(), torch.device("cpu"))
+    stepped = []
+    for _ in range(7):
+        actor, log_alpha = copy.deepcopy(algo.actor.state_dict()), algo.temperature.log_alpha.detach().clone()
+        critic, target = copy.deepcopy(algo.critic.state_dict()), copy.deepcopy(algo.critic_target.state_dict())
+        metrics = algo.update(batch())
+        moved = [not torch.equal(v, algo.actor.state_dict()[k]) for k, v in actor.items()]
+        assert all(moved) or not any(moved)
+        stepped.append(all(moved))
+        assert (algo.temperature.log_alpha != log_alpha).item() == stepped[-1]
+        assert not torch.equal(critic["members.0.0.weight"], algo.critic.state_dict()["members.0.0.weight"])
+        assert not torch.equal(target["members.0.0.weight"], algo.critic_target.state_dict()["members.0.0.weight"])
+        assert set(metrics) == {"losses/critic_loss", "losses/actor_loss", "losses/q_mean", "losses/entropy",
+                                "losses/alpha"}  # fmt: skip
+    assert stepped == [False, False, True, False, False, True, False]
+    with pytest.raises(ValueError, match="policy_delay=2 is invalid: must be 1 with variant v1"):
+        SACConfig(env="Pendulum-v1", variant="v1", policy_delay=2)
+
+
 def test_sac_discrete_losses_use_the_closed_form_expectation():
     cfg = SACDiscreteConfig(env="CartPole-v1", hidden_sizes=(8,), gamma=GAMMA, ent_coef_init=0.5)
     algo = SACDiscrete(cfg, *spaces(discrete=True), torch.device("cpu"))

@@ -34,7 +34,8 @@ CASES = {
     "ddpg-ou": ["ddpg", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--noise", "ou"],
     "td3": ["td3", "--env", "Pendulum-v1", *OFF_POLICY, *WARM],
     "sac-v1": ["sac", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--variant", "v1"],
-    "sac-v2": ["sac", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--normalize-obs", "--normalize-reward"],
+    "sac-v2": ["sac", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--normalize-obs", "--normalize-reward",
+               "--policy-delay", "2"],  # fmt: skip
     "sac-discrete": ["sac-discrete", "--env", "CartPole-v1", *OFF_POLICY, *WARM],
     # BatchRenorm's running statistics and batch count, past its warm-up (renormalising) by the end
     "crossq": ["crossq", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--critic-hidden-sizes", "32", "32",

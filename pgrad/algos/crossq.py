@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from pgrad.algos.sac import SAC, SACConfig, Temperature
-from pgrad.config import in_range, positive_int, require
+from pgrad.config import in_range, require
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
 from pgrad.networks import QEnsemble, SquashedGaussianActor, observation_for
@@ -40,7 +40,7 @@ class CrossQConfig(SACConfig):
     critic_hidden_sizes: tuple[int, ...] | None = (1024, 1024)
     """Hidden layer sizes of the (wide) critics."""
     policy_delay: int = 3
-    """Critic steps per actor (and temperature) step."""
+    """Critic steps per actor (and temperature) step (CrossQ's 3)."""
     adam_beta1: float = 0.5
     """Adam's β₁ for every optimiser (CrossQ's 0.5; 0.9 is Adam's default)."""
     batch_norm_momentum: float = 0.01
@@ -51,9 +51,8 @@ class CrossQConfig(SACConfig):
     """Batches normalised with their own statistics only (plain batch norm) before renormalisation."""
 
     def validate(self) -> None:
-        super().validate()
         require("variant", self.variant, self.variant == "v2", "must be v2 (CrossQ is SAC v2 without targets)")
-        positive_int("policy_delay", self.policy_delay)
+        super().validate()
         in_range("adam_beta1", self.adam_beta1, 0.0, 1.0, high_open=True)
         in_range("batch_norm_momentum", self.batch_norm_momentum, 0.0, 1.0, low_open=True)
         in_range("batch_norm_eps", self.batch_norm_eps, 0.0, 1.0, low_open=True)

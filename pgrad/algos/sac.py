@@ -27,7 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pgrad.config import OffPolicyConfig, critic_options, critic_sizes, in_range, one_of, positive, require
+from pgrad.config import (
+    OffPolicyConfig,
+    critic_options,
+    critic_sizes,
+    in_range,
+    one_of,
+    positive,
+    positive_int,
+    require,
+)
 from pgrad.envs import require_box
 from pgrad.estimators import td_target
 from pgrad.networks import (
@@ -54,10 +63,15 @@ class SACConfig(OffPolicyConfig):
     """Initial α when it is learned."""
     target_entropy: float | None = None
     """H̄ for the learned α; None: −dim(A)."""
+    policy_delay: int = 1
+    """Critic steps per actor (and temperature) step (v2; SBX's, DroQ's 20 with gradient_steps 20)."""
 
     def validate(self) -> None:
         super().validate()
         one_of("variant", self.variant, ("v1", "v2"))
+        positive_int("policy_delay", self.policy_delay)
+        if self.variant == "v1":
+            require("policy_delay", self.policy_delay, self.policy_delay == 1, "must be 1 with variant v1")
         if self.ent_coef is not None:
             positive("ent_coef", self.ent_coef)
         positive("ent_coef_init", self.ent_coef_init)
@@ -135,6 +149,8 @@ class SAC:
         self.temperature = Temperature(fixed, cfg.ent_coef_init, target, cfg.learning_rate, device)
         self.generator = torch.Generator(device).manual_seed(cfg.seed + 3)
         self.policy = self.actor
+        self.updates = 0  # critic steps, for policy_delay
+        self.actor_metrics = torch.zeros(2)  # the last actor step's loss and entropy estimate
 
     def explore(self, obs: Tensor) -> np.ndarray:
         return self.actor(obs).sample(self.generator).cpu().numpy()
@@ -172,8 +188,15 @@ class SAC:
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
+        self.updates += 1
 
+        if cfg.variant == "v2" and self.updates % cfg.policy_delay:  # the critics only (updates d, 2d, … do all)
+            soft_update(self.critic_target, self.critic, cfg.tau)
+            actor_loss, entropy = self.actor_metrics  # the last actor step's, as logged then
+            metrics = [critic_loss.detach(), actor_loss, q[0].detach().mean(), entropy, alpha]
+            return dict(zip(SAC_METRICS, torch.stack(metrics).tolist(), strict=True))
         actor_loss, log_prob, q_new = self._actor_step(obs, alpha)
+        self.actor_metrics = torch.stack([actor_loss, -log_prob.mean()])
         metrics = [critic_loss.detach(), actor_loss, q[0].detach().mean(), -log_prob.mean()]
         if cfg.variant == "v1":
             # V_ψ: min E[(V_ψ(s) − (min_i Q_i(s, ã) − α log π(ã|s)))²], ã fresh from π
@@ -187,14 +210,11 @@ class SAC:
             self.temperature.update(log_prob)
             soft_update(self.critic_target, self.critic, cfg.tau)
             metrics.append(alpha)
-        names = (
-            "losses/critic_loss",
-            "losses/actor_loss",
-            "losses/q_mean",
-            "losses/entropy",
-            "losses/value_loss" if cfg.variant == "v1" else "losses/alpha",
-        )
+        names = (*SAC_METRICS[:-1], "losses/value_loss" if cfg.variant == "v1" else "losses/alpha")
         return dict(zip(names, torch.stack(metrics).tolist(), strict=True))
+
+
+SAC_METRICS = ("losses/critic_loss", "losses/actor_loss", "losses/q_mean", "losses/entropy", "losses/alpha")
 
 
 class SACDiscrete:

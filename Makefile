@@ -5,7 +5,9 @@ PGRAD  := $(VENV)/bin/pgrad
 STAMP  := $(VENV)/.installed
 export MPLBACKEND := Agg
 
-.PHONY: demo test test-all lint learn bench bench-full clean
+SBX_VENV := .venv-sbx
+
+.PHONY: demo test test-all lint learn bench bench-full bench-sbx clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,5 +40,14 @@ bench-full: $(STAMP)
 	$(PY) benchmarks/op_profile.py
 	$(PY) benchmarks/bench.py
 
+# The cases beside SBX (JAX), whose jax/flax stack gets its own venv: benchmarks/results/sbx/.
+$(SBX_VENV)/.installed: constraints.txt
+	test -x $(SBX_VENV)/bin/python || python3 -m venv $(SBX_VENV)
+	$(SBX_VENV)/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0 sbx-rl "jax[cpu]"
+	touch $@
+
+bench-sbx: $(STAMP) $(SBX_VENV)/.installed
+	$(PY) benchmarks/bench.py --peer sbx --out benchmarks/results/sbx
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(SBX_VENV) runs .pytest_cache

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -187,6 +188,52 @@ CASES: dict[str, dict] = {
             "hidden_sizes": [64],
         },
     },
+    # Beside SBX (JAX; `make bench-sbx`, its own venv). SimBa: the Zoo's SAC Pendulum entry with
+    # SimBa networks of two 64-wide blocks for the actor and the critics, observations normalised;
+    # SBX's SimbaPolicy with plain Adam (its default AdamW's 1e-4 decay is the one difference pgrad lacks).
+    "sac-simba-pendulum": {
+        "algo": "sac",
+        "peer": "sbx",
+        "sbx": "SAC",
+        "sbx_policy": "SimbaPolicy",
+        "env": "Pendulum-v1",
+        "steps": 10_000,
+        "quick": False,
+        "hp": {
+            "n_envs": 1,
+            "learning_rate": 1e-3,
+            "normalize_obs": True,
+            "network": "simba",
+            "hidden_sizes": [64, 64],
+            "critic_hidden_sizes": [64, 64],
+        },
+        "peer_kwargs": {"learning_rate": 1e-3, "policy_kwargs": {"net_arch": [64, 64], "optimizer_class": "adam"}},
+    },  # fmt: skip
+    # DroQ as SBX writes it: SAC with dropout (0.01) + LayerNorm critics, 20 gradient steps per env
+    # step and the actor every 20th (policy_delay)
+    "sac-droq-pendulum": {
+        "algo": "sac",
+        "peer": "sbx",
+        "sbx": "SAC",
+        "sbx_policy": "MlpPolicy",
+        "env": "Pendulum-v1",
+        "steps": 5_000,
+        "quick": False,
+        "hp": {
+            "n_envs": 1,
+            "learning_rate": 1e-3,
+            "gradient_steps": 20,
+            "policy_delay": 20,
+            "critic_dropout": 0.01,
+            "critic_layer_norm": True,
+        },
+        "peer_kwargs": {
+            "learning_rate": 1e-3,
+            "gradient_steps": 20,
+            "policy_delay": 20,
+            "policy_kwargs": {"dropout_rate": 0.01, "layer_norm": True},
+        },
+    },  # fmt: skip
     # Pixels: RL-Zoo's ppo.yml `atari` on Breakout, 25k agent steps (100k frames), speed and memory only
     # (a return after 100k frames says nothing). pgrad's preset is this one (ppo/atari); SB3 runs
     # make_atari_env (its AtariWrapper) + VecFrameStack(4) + CnnPolicy with the same values.
@@ -303,7 +350,6 @@ def evaluate_sb3(model, env_id: str, seed: int, episodes: int = 10, normalizer=N
 def worker(job: dict) -> dict:
     """One training run in this (fresh) process; prints its result as JSON (with the process's peak
     resident memory: what the run allocated, the library and its buffers included)."""
-    import os
     import resource
 
     import torch
@@ -380,6 +426,33 @@ def worker(job: dict) -> dict:
             float("nan") if case.get("pixels") else evaluate_sb3(model, case["env"], seed, normalizer=normalizer)
         )
         buffer = getattr(model, "rollout_buffer", None) or getattr(model, "replay_buffer", None)
+        buffer_obs = buffer.observations.nbytes + getattr(buffer, "next_observations", buffer.observations[:0]).nbytes
+    elif job["lib"] == "sbx":
+        # XLA on one thread (and the process on one core, above), as every other run here
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        import sbx
+        from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        env = normalizer = make_vec_env(case["env"], n_envs=case["hp"]["n_envs"], seed=seed)
+        if case["hp"].get("normalize_obs"):  # RL Zoo's `normalize`
+            env = normalizer = VecNormalize(env, norm_obs=True, norm_reward=case["hp"].get("normalize_reward", False),
+                                            gamma=case["hp"].get("gamma", 0.99))  # fmt: skip
+        kwargs = json.loads(json.dumps(case["peer_kwargs"]))  # a copy to fill in
+        if kwargs.get("policy_kwargs", {}).get("optimizer_class") == "adam":
+            import optax
+
+            kwargs["policy_kwargs"]["optimizer_class"] = optax.adam
+        model = getattr(sbx, case["sbx"])(case["sbx_policy"], env, seed=seed, **kwargs)
+        start = time.perf_counter()
+        model.learn(case["steps"])  # (its JIT compilation included: it is part of training)
+        wall, steps = time.perf_counter() - start, model.num_timesteps
+        if isinstance(normalizer, VecNormalize):
+            normalizer.training = False
+        else:
+            normalizer = None
+        eval_mean = evaluate_sb3(model, case["env"], seed, normalizer=normalizer)
+        buffer = model.replay_buffer
         buffer_obs = buffer.observations.nbytes + getattr(buffer, "next_observations", buffer.observations[:0]).nbytes
     else:
         wall, steps, eval_mean = floor(case, job["threads"], min(40_000, case["steps"]))
@@ -464,10 +537,13 @@ def floor(case: dict, threads: int, steps: int = 40_000) -> tuple[float, int, fl
     return wall, (steps // n) * n, float(np.nan)
 
 
+# SBX (JAX) runs in its own venv (`make bench-sbx` builds it): its jax/flax stack stays out of pgrad's.
+SBX_PYTHON = os.environ.get("PGRAD_SBX_PYTHON", str(HERE.parent / ".venv-sbx" / "bin" / "python"))
+
+
 def run_job(job: dict) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, check=False
-    )
+    python = SBX_PYTHON if job["lib"] == "sbx" else sys.executable
+    out = subprocess.run([python, __file__, "--worker", json.dumps(job)], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{job} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -481,8 +557,6 @@ def machine() -> str:
     extensions = [name for flag, name in (("avx2", "AVX2"), ("fma", "FMA"), ("avx512f", "AVX-512"),
                                           ("amx_tile", "AMX")) if flag in flags]  # fmt: skip
     missing = [name for flag, name in (("avx512f", "AVX-512"), ("amx_tile", "AMX")) if flag not in flags]
-    import os
-
     return (f"{cpu}, {os.cpu_count()} cores ({', '.join(extensions) or 'no AVX2'}"
             + (f"; no {', no '.join(missing)}" if missing else "")
             + f"), Python {platform.python_version()}, torch {torch.__version__}")  # fmt: skip
@@ -496,8 +570,9 @@ def commit() -> str:
     return (head or "unknown") + ("+dirty" if dirty else "")
 
 
-def summarise(name: str, runs: list[dict], floor_sps: float) -> dict:
-    by = {lib: [r for r in runs if r["lib"] == lib] for lib in ("pgrad", "sb3")}
+def summarise(name: str, runs: list[dict], floor_sps: float, peer: str = "sb3") -> dict:
+    """Means over the seeds; the peer's keys are named after it (``sb3_sps``, ``sbx_sps``, …)."""
+    by = {lib: [r for r in runs if r["lib"] == lib] for lib in ("pgrad", peer)}
     sps = {lib: statistics.fmean(r["sps"] for r in rs) for lib, rs in by.items()}
     evals = {lib: [r["eval_mean"] for r in rs] for lib, rs in by.items()}
     timed = [r for r in by["pgrad"] if "phase_s" in r]
@@ -509,14 +584,15 @@ def summarise(name: str, runs: list[dict], floor_sps: float) -> dict:
             phases["pgrad_collect_fraction_of_floor"] = collect_sps / floor_sps
     return {
         **phases,
+        **({"peer": peer} if peer != "sb3" else {}),
         "pgrad_sps": sps["pgrad"],
-        "sb3_sps": sps["sb3"],
-        "ratio": sps["pgrad"] / sps["sb3"],
+        f"{peer}_sps": sps[peer],
+        "ratio": sps["pgrad"] / sps[peer],
         "floor_sps": floor_sps,
         "pgrad_fraction_of_floor": sps["pgrad"] / floor_sps,
-        "sb3_fraction_of_floor": sps["sb3"] / floor_sps,
+        f"{peer}_fraction_of_floor": sps[peer] / floor_sps,
         "pgrad_eval": evals["pgrad"],
-        "sb3_eval": evals["sb3"],
+        f"{peer}_eval": evals[peer],
         **{f"{lib}_peak_rss_mb": max(r["peak_rss_mb"] for r in rs) for lib, rs in by.items() if "peak_rss_mb" in rs[0]},
         **{f"{lib}_buffer_obs_mb": rs[0]["buffer_obs_mb"] for lib, rs in by.items() if "buffer_obs_mb" in rs[0]},
     }
@@ -530,6 +606,7 @@ def write_markdown(out: Path = RESULTS) -> None:
             continue
         data = json.loads(path.read_text())
         s = data["summary"]
+        peer = s.get("peer", "sb3")  # SB3 / sb3-contrib, or SBX (its own venv: make bench-sbx)
         if data["machine"] not in machines:
             machines.append(data["machine"])
 
@@ -549,11 +626,12 @@ def write_markdown(out: Path = RESULTS) -> None:
         def pct(key: str, s: dict = s) -> str:
             return f"{s[key]:.0%}" if key in s else "–"
 
+        label = data["case"] + (f" (vs {peer.upper()})" if peer != "sb3" else "")
         rows.append(
-            f"| {data['case']} | {data['steps']:,} | {len(s['pgrad_eval'])} | {s['pgrad_sps']:,.0f} | {s['sb3_sps']:,.0f} "
+            f"| {label} | {data['steps']:,} | {len(s['pgrad_eval'])} | {s['pgrad_sps']:,.0f} | {s[peer + '_sps']:,.0f} "
             f"| **{s['ratio']:.2f}×** | {s['floor_sps']:,.0f} | {s['pgrad_fraction_of_floor']:.0%} "
-            f"| {s['sb3_fraction_of_floor']:.0%} | {pct('pgrad_update_share')} | {pct('pgrad_collect_fraction_of_floor')} "
-            f"| {fmt(s['pgrad_eval'])} | {fmt(s['sb3_eval'])} | {mb('pgrad')} | {mb('sb3')} |"
+            f"| {s[peer + '_fraction_of_floor']:.0%} | {pct('pgrad_update_share')} | {pct('pgrad_collect_fraction_of_floor')} "
+            f"| {fmt(s['pgrad_eval'])} | {fmt(s[peer + '_eval'])} | {mb('pgrad')} | {mb(peer)} |"
         )
     text = [
         "# pgrad vs Stable-Baselines3 (`make bench-full`; `make bench` runs a quick set into results/quick/)",
@@ -688,12 +766,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=None, help="override every case's budget (harness smoke test)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    parser.add_argument("--peer", default="sb3", choices=("sb3", "sbx"), help="the cases beside this peer")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
-    names = args.cases.split(",") if args.cases else [n for n, c in CASES.items() if c["quick"] or not args.quick]
+    names = (
+        args.cases.split(",")
+        if args.cases
+        else [n for n, c in CASES.items() if (c["quick"] or not args.quick) and c.get("peer", "sb3") == args.peer]
+    )
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -701,14 +784,15 @@ def main() -> None:
         case = CASES[name]
         floor_run = run_job({"case": name, "lib": "floor", "seed": 0, "threads": args.threads, "steps": args.steps})
         runs = []
+        peer = case.get("peer", "sb3")
         for seed in seeds:
-            for lib in ("pgrad", "sb3"):  # alternate: A B A B
+            for lib in ("pgrad", peer):  # alternate: A B A B
                 run = run_job({"case": name, "lib": lib, "seed": seed, "threads": args.threads, "steps": args.steps})
                 print(f"{name} {lib} seed {seed}: {run['sps']:,.0f} SPS, eval {run['eval_mean']:.1f}", flush=True)
                 runs.append(run)
-        summary = summarise(name, runs, floor_run["sps"])
+        summary = summarise(name, runs, floor_run["sps"], peer)
         print(
-            f"{name}: pgrad/SB3 = {summary['ratio']:.2f}×, pgrad at {summary['pgrad_fraction_of_floor']:.0%} of floor"
+            f"{name}: pgrad/{peer} = {summary['ratio']:.2f}×, pgrad at {summary['pgrad_fraction_of_floor']:.0%} of floor"
         )
         (out / f"{name}.json").write_text(
             json.dumps(

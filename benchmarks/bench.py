@@ -208,16 +208,16 @@ CASES: dict[str, dict] = {
             "critic_hidden_sizes": [64, 64],
         },
         "peer_kwargs": {"learning_rate": 1e-3, "policy_kwargs": {"net_arch": [64, 64], "optimizer_class": "adam"}},
-    },  # fmt: skip
+    },
     # DroQ as SBX writes it: SAC with dropout (0.01) + LayerNorm critics, 20 gradient steps per env
-    # step and the actor every 20th (policy_delay)
+    # step and the actor every 20th (policy_delay); 64-64 networks to fit 2 cores (20 updates a step)
     "sac-droq-pendulum": {
         "algo": "sac",
         "peer": "sbx",
         "sbx": "SAC",
         "sbx_policy": "MlpPolicy",
         "env": "Pendulum-v1",
-        "steps": 5_000,
+        "steps": 3_000,
         "quick": False,
         "hp": {
             "n_envs": 1,
@@ -226,14 +226,15 @@ CASES: dict[str, dict] = {
             "policy_delay": 20,
             "critic_dropout": 0.01,
             "critic_layer_norm": True,
+            "hidden_sizes": [64, 64],
         },
         "peer_kwargs": {
             "learning_rate": 1e-3,
             "gradient_steps": 20,
             "policy_delay": 20,
-            "policy_kwargs": {"dropout_rate": 0.01, "layer_norm": True},
+            "policy_kwargs": {"dropout_rate": 0.01, "layer_norm": True, "net_arch": [64, 64]},
         },
-    },  # fmt: skip
+    },
     # Pixels: RL-Zoo's ppo.yml `atari` on Breakout, 25k agent steps (100k frames), speed and memory only
     # (a return after 100k frames says nothing). pgrad's preset is this one (ppo/atari); SB3 runs
     # make_atari_env (its AtariWrapper) + VecFrameStack(4) + CnnPolicy with the same values.

@@ -276,10 +276,13 @@ class StateDependentGaussian(DiagGaussian):
         self.latent, self.matrix_std = latent, matrix_std
 
     @classmethod
-    def from_params(cls, mean: Tensor, latent: Tensor, log_std: Tensor) -> StateDependentGaussian:
+    def from_params(
+        cls, mean: Tensor, latent: Tensor, log_std: Tensor, learn_features: bool = False
+    ) -> StateDependentGaussian:
         """From the mean ``[B, D]``, the features φ ``[B, d]`` and log σ ``[d, D]`` (or ``[d, 1]``,
-        one σ per feature for every action dim: SB3's ``full_std=False``)."""
-        latent = latent.detach()
+        one σ per feature for every action dim: SB3's ``full_std=False``). ``learn_features``
+        (SB3's SAC): φ is not detached, so the noise and the std train the features too."""
+        latent = latent if learn_features else latent.detach()
         matrix_std = log_std.exp().expand(latent.shape[-1], mean.shape[-1])
         variance = latent.pow(2) @ matrix_std.pow(2) + 1e-6  # Var[a_k | s] = Σ_j φ_j² σ_jk²
         return cls(mean, 0.5 * variance.log(), latent, matrix_std)
@@ -306,12 +309,20 @@ class TanhGaussian:
     def __init__(self, mean: Tensor, log_std: Tensor):
         self.normal = DiagGaussian(mean, log_std)
 
+    @classmethod
+    def squashing(cls, normal: DiagGaussian) -> TanhGaussian:
+        """``tanh`` of the given Gaussian (gSDE's :class:`StateDependentGaussian`, SAC with ``use_sde``),
+        whose ``rsample`` then takes the held noise ε in place of a generator."""
+        dist = cls.__new__(cls)
+        dist.normal = normal
+        return dist
+
     @staticmethod
     def _log_det_jacobian(u: Tensor) -> Tensor:
         # log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u))
         return (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
 
-    def rsample_with_log_prob(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def rsample_with_log_prob(self, generator: torch.Generator | Tensor | None = None) -> tuple[Tensor, Tensor]:
         u = self.normal.rsample(generator)
         return torch.tanh(u), self.normal.log_prob(u) - self._log_det_jacobian(u)
 

@@ -780,13 +780,15 @@ class Actor(Encoded):
         activation: str = "relu",
         batch_renorm: dict | None = None,
         network: str = "mlp",
+        outputs_per_dim: int | None = None,
     ):
         super().__init__()
         self.spec = _spec(obs_dim, action_dim, hidden_sizes, observation, activation)
         self.spec |= {"batch_renorm": batch_renorm} if batch_renorm is not None else {}
         self.spec |= {"network": network} if network != "mlp" else {}
-        in_dim, outputs = self._encoder(obs_dim, observation), self.OUTPUTS * action_dim
+        in_dim, outputs = self._encoder(obs_dim, observation), (outputs_per_dim or self.OUTPUTS) * action_dim
         self.net = plain_mlp(in_dim, hidden_sizes, outputs, activation, batch_renorm=batch_renorm, network=network)
+        self.latent_dim = hidden_sizes[-1] if hidden_sizes else in_dim  # the last hidden layer's width
 
     @classmethod
     def from_spec(cls, spec: dict) -> Actor:
@@ -805,11 +807,28 @@ class DeterministicActor(Actor):
 
 
 class SquashedGaussianActor(Actor):
-    """π(·|s) = tanh(N(μ(s), σ(s)²)): state-dependent log-std clamped to [−20, 2] (item 36)."""
+    """π(·|s) = tanh(N(μ(s), σ(s)²)): state-dependent log-std clamped to [−20, 2] (item 36).
+
+    With ``use_sde`` (SB3's SAC with gSDE): tanh of a :class:`StateDependentGaussian` on the last
+    hidden features φ(s), which it trains (``learn_features``), log σ a ``[d, D]`` parameter from
+    ``log_std_init``, and μ clipped to [−2, 2] before the squash (SB3's ``clip_mean``)."""
 
     OUTPUTS = 2  # μ and log σ
+    CLIP_MEAN = 2.0
+
+    def __init__(self, *args, use_sde: bool = False, full_std: bool = True, log_std_init: float = -3.0, **kwargs):
+        super().__init__(*args, **kwargs, outputs_per_dim=1 if use_sde else 2)
+        self.use_sde = use_sde
+        if use_sde:
+            self.spec |= {"use_sde": True, "full_std": full_std, "log_std_init": log_std_init}
+            columns = self.spec["action_dim"] if full_std else 1
+            self.log_std = nn.Parameter(torch.full((self.latent_dim, columns), float(log_std_init)))
 
     def forward(self, obs: Tensor) -> TanhGaussian:
+        if self.use_sde:
+            latent, mean = self.net.with_latent(self.encode(obs))
+            mean = mean.clamp(-self.CLIP_MEAN, self.CLIP_MEAN)
+            return TanhGaussian.squashing(StateDependentGaussian.from_params(mean, latent, self.log_std, True))
         mean, log_std = self.net(self.encode(obs)).chunk(2, dim=-1)
         return TanhGaussian(mean, log_std.clamp(-20.0, 2.0))
 

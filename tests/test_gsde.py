@@ -13,7 +13,8 @@ import torch
 import pgrad
 from pgrad.algos.base import EnvSlice, OnPolicyLoop
 from pgrad.algos.ppo import PPO, PPOConfig
-from pgrad.distributions import StateDependentGaussian
+from pgrad.algos.sac import SAC, SACConfig
+from pgrad.distributions import StateDependentGaussian, TanhGaussian
 from pgrad.envs import make_vec_env
 
 PGRAD = [sys.executable, "-m", "pgrad.cli"]
@@ -101,6 +102,71 @@ def test_a2c_and_trpo_train_with_gsde_and_a_saved_agent_acts_by_its_mean(tmp_pat
         with torch.no_grad():  # the mean, clipped to Pendulum's ±2 (action_mode clip)
             mean = loaded.policy.distribution(torch.as_tensor(obs[None])).mean.clamp(-2.0, 2.0)
         assert np.allclose(loaded.act(obs), agent.act(obs)) and np.allclose(loaded.act(obs), mean.numpy()[0], atol=1e-6)
+
+
+def test_sacs_squashed_gsde_is_sb3s():
+    """SB3's SAC gSDE: tanh(μ + θ_εᵀφ(s)) with one θ_ε for the batch, φ trained (learn_features)."""
+    sb3 = pytest.importorskip("stable_baselines3.common.distributions")
+    g = torch.Generator().manual_seed(3)
+    B, d, A = 6, 5, 2
+    mean, latent, log_std = (
+        torch.randn(B, A, generator=g),
+        torch.randn(B, d, generator=g),
+        -torch.rand(d, A, generator=g),
+    )
+    ours = TanhGaussian.squashing(StateDependentGaussian.from_params(mean, latent, log_std, learn_features=True))
+    theirs = sb3.StateDependentNoiseDistribution(A, squash_output=True, learn_features=True)
+    theirs.latent_sde_dim = d
+    torch.manual_seed(4)
+    theirs.sample_weights(log_std)  # one matrix, as SAC's reset_noise() before each gradient step
+    theirs.proba_distribution(mean, log_std, latent)
+    epsilon = (theirs.exploration_mat / log_std.exp()).expand(B, d, A)
+    actions, log_prob = ours.rsample_with_log_prob(epsilon)
+    assert torch.allclose(actions, theirs.sample(), atol=1e-6)
+    assert torch.allclose(log_prob, theirs.log_prob(actions), atol=2e-3)  # SB3 inverts tanh, adds 1e-6 inside the log
+
+
+def test_sac_holds_each_envs_noise_and_trains_the_features(tmp_path):
+    cfg = SACConfig(env="Pendulum-v1", use_sde=True, sde_sample_freq=3, hidden_sizes=(8,), batch_size=4)
+    env = make_vec_env(cfg.env, 2, 0)
+    algo = SAC(cfg, env.observation_space, env.action_space, torch.device("cpu"))
+    obs = torch.randn(2, 3)
+    actions = [algo.explore(obs) for _ in range(4)]
+    assert np.array_equal(actions[0], actions[1]) and np.array_equal(actions[0], actions[2])
+    assert not np.array_equal(actions[0], actions[3]) and not np.array_equal(actions[0][0], actions[0][1])
+    dist = algo.actor(obs)
+    (grad,) = torch.autograd.grad(dist.normal.log_std.sum(), algo.actor.net[0].weight)
+    assert grad.abs().sum() > 0  # the std reaches the features (SB3's learn_features for SAC)
+    with torch.no_grad():
+        assert torch.allclose(algo.actor.predict(obs), torch.tanh(dist.normal.mean))
+        assert bool((dist.normal.mean.abs() <= 2.0).all())
+    per_round = SAC(SACConfig(env="Pendulum-v1", use_sde=True, hidden_sizes=(8,)), env.observation_space,
+                    env.action_space, torch.device("cpu"))  # fmt: skip
+    first = per_round.explore(obs)
+    assert np.array_equal(first, per_round.explore(obs))
+    batch = {"obs": torch.randn(4, 3), "actions": torch.rand(4, 1) * 2 - 1, "rewards": torch.randn(4),
+             "next_obs": torch.randn(4, 3), "terminated": torch.zeros(4)}  # fmt: skip
+    per_round.update(batch)  # a training round draws new noise (sde_sample_freq -1)
+    assert not np.array_equal(first, per_round.explore(obs))
+    agent = pgrad.train("sac", env="Pendulum-v1", use_sde=True, total_steps=300, learning_starts=100, batch_size=32,
+                        hidden_sizes=(16,), run_dir=str(tmp_path / "sac"), eval_episodes=1, tensorboard=False)  # fmt: skip
+    loaded = pgrad.load(tmp_path / "sac")
+    probe = np.array([1.0, 0.0, 0.5], np.float32)
+    assert np.array_equal(loaded.act(probe), agent.act(probe)) and loaded.policy.spec["use_sde"]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["sac", "--env", "Pendulum-v1", "--use-sde", "--variant", "v1"], "use_sde=True is invalid"),
+        (["crossq", "--env", "Pendulum-v1", "--use-sde"], "must be False with CrossQ"),
+    ],
+)
+def test_what_off_policy_gsde_cannot_do_is_one_line(args, fragment, tmp_path):
+    result = subprocess.run([*PGRAD, "train", *args, "--preset", "none", "--total-steps", "64",
+                             "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ CASES = {
     "td3": ["td3", "--env", "Pendulum-v1", *OFF_POLICY, *WARM],
     "sac-v1": ["sac", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--variant", "v1"],
     "sac-v2": ["sac", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--normalize-obs", "--normalize-reward",
-               "--policy-delay", "2"],  # fmt: skip
+               "--policy-delay", "2", "--use-sde", "--sde-sample-freq", "7"],  # gSDE's held ε mid-way
     "sac-discrete": ["sac-discrete", "--env", "CartPole-v1", *OFF_POLICY, *WARM],
     # BatchRenorm's running statistics and batch count, past its warm-up (renormalising) by the end
     "crossq": ["crossq", "--env", "Pendulum-v1", *OFF_POLICY, *WARM, "--critic-hidden-sizes", "32", "32",

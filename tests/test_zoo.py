@@ -161,6 +161,12 @@ MountainCarContinuous-v0:
   use_sde: True
   policy_kwargs: "dict(log_std_init=-3.67, net_arch=[64, 64])"
 
+# made up: a key of SB3's SAC pgrad has no counterpart for
+BipedalWalker-v3:
+  policy: 'MlpPolicy'
+  use_sde: True
+  use_sde_at_warmup: True
+
 Pendulum-v1:
   # callback:
   #   - rl_zoo3.callbacks.ParallelTrainCallback
@@ -264,6 +270,10 @@ def entry(zoo, algo: str, env: str):
                                     optimizer="rmsprop", normalize_advantage=False, learning_rate=7e-4,
                                     lr_schedule="linear", use_sde=True, log_std_init=-2, ortho_init=False)),
         ("sac", "Pendulum-v1", dict(total_steps=20_000, learning_rate=1e-3)),
+        ("sac", "MountainCarContinuous-v0", dict(total_steps=50_000, learning_rate=3e-4, buffer_size=50_000,
+                                                 batch_size=512, ent_coef=0.1, train_freq=32, gradient_steps=32,
+                                                 gamma=0.9999, tau=0.01, learning_starts=0, use_sde=True,
+                                                 log_std_init=-3.67, hidden_sizes=(64, 64))),
         ("sac", "LunarLanderContinuous-v3", dict(total_steps=500_000, batch_size=256, learning_rate=7.3e-4,
                                                  lr_schedule="linear", buffer_size=1_000_000, ent_coef=None, gamma=0.99,
                                                  tau=0.01, train_freq=1, gradient_steps=1, learning_starts=10_000,
@@ -286,7 +296,7 @@ def test_real_zoo_entries_translate_key_by_key(zoo, algo, env, fields):
 @pytest.mark.parametrize(
     "algo, env, message",
     [
-        ("sac", "MountainCarContinuous-v0", "zoo key 'use_sde' is not supported by pgrad's sac"),
+        ("sac", "BipedalWalker-v3", "zoo key 'use_sde_at_warmup' is not supported by pgrad's sac"),
         ("a2c", "PongNoFrameskip-v4", "'RMSpropTFLike' is not supported"),
         ("ppo", "CarRacing-v2", "No module named 'rl_zoo3'"),
         ("trpo", "HalfCheetahBulletEnv-v0", "zoo key 'sub_sampling_factor' is not supported by pgrad's trpo"),
@@ -363,8 +373,8 @@ def test_zoo_cli_errors_are_one_line(zoo, tmp_path):
         ("ppo", ["--zoo-file", str(tmp_path / "none.yml")], "no such file"),
         (
             "sac",
-            ["--zoo-file", str(zoo("sac")), "--env", "MountainCarContinuous-v0"],
-            "zoo key 'use_sde' is not supported",
+            ["--zoo-file", str(zoo("sac")), "--env", "BipedalWalker-v3"],
+            "zoo key 'use_sde_at_warmup' is not supported",
         ),
     ):
         result = cli("train", algo, *args, "--run-dir", str(tmp_path / "x"))

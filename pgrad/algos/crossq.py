@@ -64,6 +64,7 @@ class CrossQConfig(SACConfig):
         require(
             "network", self.network, self.network == "mlp", "must be 'mlp': CrossQ's networks are batch-renormalised"
         )
+        require("use_sde", self.use_sde, not self.use_sde, "must be False with CrossQ (not implemented for it)")
 
 
 class CrossQ(SAC):

@@ -65,6 +65,14 @@ class SACConfig(OffPolicyConfig):
     """H̄ for the learned α; None: −dim(A)."""
     policy_delay: int = 1
     """Critic steps per actor (and temperature) step (v2; SBX's, DroQ's 20 with gradient_steps 20)."""
+    use_sde: bool = False
+    """gSDE (v2): noise θ_εᵀφ(s) from the actor's features, ε held per env (SB3's SAC use_sde)."""
+    sde_sample_freq: int = -1
+    """Draw the envs' ε every this many vector steps (-1: after each training round)."""
+    full_std: bool = True
+    """gSDE's σ per (feature, action dim); False: one per feature."""
+    log_std_init: float = -3.0
+    """gSDE's initial log σ (SB3's SAC default)."""
 
     def validate(self) -> None:
         super().validate()
@@ -72,6 +80,11 @@ class SACConfig(OffPolicyConfig):
         positive_int("policy_delay", self.policy_delay)
         if self.variant == "v1":
             require("policy_delay", self.policy_delay, self.policy_delay == 1, "must be 1 with variant v1")
+            require("use_sde", self.use_sde, not self.use_sde, "must be False with variant v1 (gSDE is v2's, as SB3's)")
+        require("sde_sample_freq", self.sde_sample_freq, self.sde_sample_freq == -1 or
+                (isinstance(self.sde_sample_freq, int) and self.sde_sample_freq >= 1),
+                "must be -1 (after each training round) or an integer >= 1")  # fmt: skip
+        in_range("log_std_init", self.log_std_init, -20.0, 2.0)
         if self.ent_coef is not None:
             positive("ent_coef", self.ent_coef)
         positive("ent_coef_init", self.ent_coef_init)
@@ -130,8 +143,9 @@ class SAC:
         self.cfg, self.device = cfg, device
         action_dim = require_box(f"sac (variant {cfg.variant})", action_space)
         obs_dim, obs = observation_for(cfg, observation_space)
+        sde = dict(use_sde=True, full_std=cfg.full_std, log_std_init=cfg.log_std_init) if cfg.use_sde else {}
         self.actor = SquashedGaussianActor(
-            obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation, network=cfg.network
+            obs_dim, action_dim, cfg.hidden_sizes, obs, cfg.activation, network=cfg.network, **sde
         ).to(device)
         critic = QEnsemble(obs_dim, action_dim, critic_sizes(cfg), k=2, observation=obs, **critic_options(cfg))
         self.critic = critic.to(device)  # Q_1, Q_2
@@ -151,16 +165,39 @@ class SAC:
         self.policy = self.actor
         self.updates = 0  # critic steps, for policy_delay
         self.actor_metrics = torch.zeros(2)  # the last actor step's loss and entropy estimate
+        shape = (cfg.n_envs, self.actor.latent_dim, action_dim) if cfg.use_sde else (0,)
+        self.exploration = torch.zeros(shape)  # gSDE: each env's held ε [N, d, D]
+        self.explored, self.redraw = 0, True  # gSDE: vector steps since it was drawn; draw before the next
 
     def explore(self, obs: Tensor) -> np.ndarray:
-        return self.actor(obs).sample(self.generator).cpu().numpy()
+        if not self.cfg.use_sde:
+            return self.actor(obs).sample(self.generator).cpu().numpy()
+        every = self.cfg.sde_sample_freq
+        if self.redraw or (every > 0 and self.explored % every == 0):
+            self.exploration, self.explored, self.redraw = self._epsilon(len(obs)), 0, False
+        self.explored += 1
+        return self.actor(obs).sample(self.exploration).cpu().numpy()
+
+    def _epsilon(self, n: int) -> Tensor:
+        """gSDE's ε ~ N(0, 1), ``[n, d, D]``."""
+        return torch.randn((n, *self.actor.log_std.shape[:1], self.actor.spec["action_dim"]), generator=self.generator)
+
+    def _noise(self, batch: int) -> torch.Generator | Tensor:
+        """The randomness of one gradient step's sampled actions: the generator, or with gSDE one ε
+        for the whole batch, drawn afresh (SB3's reset_noise before each step), which also ends the
+        envs' held ε when ``sde_sample_freq`` is -1."""
+        if not self.cfg.use_sde:
+            return self.generator
+        if self.cfg.sde_sample_freq == -1:
+            self.redraw = True
+        return self._epsilon(1).expand(batch, -1, -1)
 
     def episodes_ended(self, envs: np.ndarray) -> None:
         """Nothing to reset: SAC explores by sampling its stochastic policy."""
 
-    def _actor_step(self, obs: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _actor_step(self, obs: Tensor, alpha: Tensor, noise=None) -> tuple[Tensor, Tensor, Tensor]:
         """π: min E[α log π(ã|s) − min_i Q_i(s, ã)], ã = f(ε; s); returns (loss, log π(ã|s), min Q)."""
-        actions, log_prob = self.actor(obs).rsample_with_log_prob(self.generator)
+        actions, log_prob = self.actor(obs).rsample_with_log_prob(self.generator if noise is None else noise)
         with frozen(self.critic):
             q = self.critic(obs, actions).amin(0)
             actor_loss = (alpha * log_prob - q).mean()
@@ -173,13 +210,14 @@ class SAC:
         cfg = self.cfg
         obs, actions, next_obs = batch["obs"], batch["actions"], batch["next_obs"]
         alpha = self.temperature.alpha
+        noise = self._noise(len(obs))
         with torch.no_grad():
             if cfg.variant == "v1":
                 # Q target: y = r + γ (1 − d) V̄_ψ(s')
                 next_v = self.v_target(next_obs)
             else:
                 # soft target: y = r + γ (1 − d) (min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s')
-                next_actions, next_log_prob = self.actor(next_obs).rsample_with_log_prob(self.generator)
+                next_actions, next_log_prob = self.actor(next_obs).rsample_with_log_prob(noise)
                 next_q = self.critic_target(next_obs, next_actions).amin(0)
                 next_v = next_q - alpha * next_log_prob
             target_q = td_target(batch["rewards"], batch["terminated"], next_v, batch.get("discount", cfg.gamma))
@@ -195,7 +233,7 @@ class SAC:
             actor_loss, entropy = self.actor_metrics  # the last actor step's, as logged then
             metrics = [critic_loss.detach(), actor_loss, q[0].detach().mean(), entropy, alpha]
             return dict(zip(SAC_METRICS, torch.stack(metrics).tolist(), strict=True))
-        actor_loss, log_prob, q_new = self._actor_step(obs, alpha)
+        actor_loss, log_prob, q_new = self._actor_step(obs, alpha, noise)
         self.actor_metrics = torch.stack([actor_loss, -log_prob.mean()])
         metrics = [critic_loss.detach(), actor_loss, q[0].detach().mean(), -log_prob.mean()]
         if cfg.variant == "v1":

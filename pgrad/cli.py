@@ -333,7 +333,7 @@ def cmd_list(argv: list[str]) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from pgrad.algos import ALGORITHMS, OBSERVATIONS
+    from pgrad.algos import ALGORITHMS, OBSERVATIONS, OPTIONS, takes
     from pgrad.train import load_presets
 
     presets = load_presets()
@@ -346,8 +346,15 @@ def cmd_list(argv: list[str]) -> int:
         table.add_row(
             name, escape(entry.summary), ", ".join(entry.actions), ", ".join(presets.get(name, {})) or "-"
         )  # fmt: skip  (E[...] is not markup)
+    options = Table(title="options beyond the notes")
+    options.add_column("flag")
+    options.add_column("what it is")
+    options.add_column("algorithms")
+    for flag_, summary, fields in OPTIONS:
+        options.add_row(flag_, summary, ", ".join(n for n, e in ALGORITHMS.items() if takes(e, fields)))
     console = Console()
     console.print(table)
+    console.print(options)
     console.print(f"observations (every algorithm): {OBSERVATIONS}; `atari`: every Atari id (ALE/…, …NoFrameskip-v4)")
     return 0
 

@@ -203,18 +203,22 @@ def test_cli_trains_evaluates_in_a_new_process_and_refuses_what_it_cannot(tmp_pa
         assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
 
 
-ZOO = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
-           learning_rate=1e-3, lr_schedule="linear", clip_range_schedule="linear", normalize_obs=True,
-           normalize_reward=True, ortho_init=False, activation="relu", hidden_sizes=(64,))  # fmt: skip
-
-
 @pytest.mark.slow
 def test_an_lstm_solves_the_velocity_less_cartpole_that_an_mlp_cannot(tmp_path):
-    """RL Zoo's ppo_lstm CartPoleNoVel-v1 config, 100k steps, seed 0 (the bench's three seeds and
-    sb3-contrib's RecurrentPPO beside it: benchmarks/results/recurrent/)."""
-    lstm = pgrad.train("ppo", env="CartPoleNoVel-v1", total_steps=100_000, seed=0, rnn="lstm", rnn_hidden_size=64,
-                       run_dir=str(tmp_path / "lstm"), tensorboard=False, **ZOO)  # fmt: skip
-    mlp = pgrad.train("ppo", env="CartPoleNoVel-v1", total_steps=100_000, seed=0, run_dir=str(tmp_path / "mlp"),
-                      tensorboard=False, **ZOO)  # fmt: skip
+    """RL Zoo's ppo_lstm CartPoleNoVel-v1 entry (pgrad's preset), 100k steps, seed 0 (the bench's three
+    seeds and sb3-contrib's RecurrentPPO beside it: benchmarks/results/recurrent/); the same without
+    the LSTM."""
+    lstm = pgrad.train(
+        "ppo", env="CartPoleNoVel-v1", total_steps=100_000, seed=0, run_dir=str(tmp_path / "lstm"), tensorboard=False
+    )  # fmt: skip  (the preset: RL Zoo's ppo_lstm entry)
+    mlp = pgrad.train(
+        "ppo",
+        env="CartPoleNoVel-v1",
+        total_steps=50_000,
+        seed=0,
+        rnn="none",
+        run_dir=str(tmp_path / "mlp"),
+        tensorboard=False,
+    )  # fmt: skip  (at 100k, seeds 0-2: 45, 44, 44)
     assert lstm.evaluation.mean >= 400, lstm.evaluation.returns
-    assert mlp.evaluation.mean < 200, mlp.evaluation.returns
+    assert mlp.evaluation.mean < 100, mlp.evaluation.returns

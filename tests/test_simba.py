@@ -82,3 +82,16 @@ def test_what_simba_cannot_do_is_one_line(args, fragment, tmp_path):
                              str(tmp_path / "run")], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
+
+
+def test_pgrad_list_names_the_algorithms_each_option_is_for():
+    result = subprocess.run([*PGRAD, "list"], capture_output=True, text=True, timeout=120, env={"COLUMNS": "200"}
+                            | {k: v for k, v in __import__("os").environ.items() if k != "COLUMNS"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("│")[1].strip(): line.split("│")[3] for line in result.stdout.splitlines()
+            if line.startswith("│ --")}  # fmt: skip
+    assert set(rows["--rnn lstm|gru"].replace(",", " ").split()) == {"actor_critic", "a2c", "a3c", "ppo"}
+    assert set(rows["--use-sde"].replace(",", " ").split()) == {"actor_critic", "a2c", "a3c", "ppo", "npg", "trpo",
+                                                                "sac"}  # fmt: skip
+    simba = set(rows["--network simba"].replace(",", " ").split())
+    assert "crossq" not in simba and {"ppo", "sac", "td3", "ddpg", "sac-discrete", "reinforce"} <= simba

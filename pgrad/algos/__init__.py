@@ -119,6 +119,29 @@ ALGORITHMS: dict[str, AlgoEntry] = {
 }
 
 
+# Options beyond the notes that change a network or the exploration: (flag, what it is, the fields
+# that switch it on). Which algorithms take one is what their configs accept (`takes`), so the list
+# cannot drift from the validation.
+OPTIONS = (
+    ("--rnn lstm|gru", "recurrent policy (LSTM/GRU core; sb3-contrib's RecurrentPPO)", {"rnn": "lstm"}),
+    ("--use-sde", "gSDE: state-dependent exploration noise held for sde_sample_freq steps", {"use_sde": True}),
+    (
+        "--network simba",
+        "SimBa residual blocks (with --normalize-obs)",
+        {"network": "simba", "normalize_obs": True, "hidden_sizes": (256, 256)},
+    ),  # fmt: skip
+)
+
+
+def takes(entry: AlgoEntry, fields: dict) -> bool:
+    """Whether ``entry``'s config accepts these field values."""
+    try:
+        entry.config_class(**fields)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def get_algo(name: str) -> AlgoEntry:
     """The registry entry for ``name`` (``-`` and ``_`` alike); a ValueError suggests close names otherwise."""
     key = str(name).lower()

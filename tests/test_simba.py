@@ -3,6 +3,7 @@ training with them and a saved agent acting the same in a new process, and what 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -85,8 +86,8 @@ def test_what_simba_cannot_do_is_one_line(args, fragment, tmp_path):
 
 
 def test_pgrad_list_names_the_algorithms_each_option_is_for():
-    result = subprocess.run([*PGRAD, "list"], capture_output=True, text=True, timeout=120, env={"COLUMNS": "200"}
-                            | {k: v for k, v in __import__("os").environ.items() if k != "COLUMNS"})  # fmt: skip
+    wide = {**os.environ, "COLUMNS": "200"}  # one line per table row
+    result = subprocess.run([*PGRAD, "list"], capture_output=True, text=True, timeout=120, env=wide)
     assert result.returncode == 0, result.stderr
     rows = {line.split("│")[1].strip(): line.split("│")[3] for line in result.stdout.splitlines()
             if line.startswith("│ --")}  # fmt: skip

@@ -656,7 +656,9 @@ def write_markdown(out: Path = RESULTS) -> None:
         "# pgrad vs Stable-Baselines3 (`make bench-full`; `make bench` runs a quick set into results/quick/)",
         "",
         f"Machine: {' / '.join(machines)}. One torch thread for both; same hyperparameters (in `benchmarks/bench.py`),",
-        "env, budget and episode seeds; runs alternate pgrad / SB3, each in a fresh process. SPS = env steps",
+        "env, budget and episode seeds; runs alternate pgrad / the peer, each in a fresh process. The peer is",
+        "SB3 or sb3-contrib, unless a row says (vs SBX): SBX 0.28 on JAX's CPU backend, XLA on one thread, the",
+        "same pinning, its JIT compilation counted as training time (`make bench-sbx`). SPS = env steps",
         "per second of training (evaluation excluded). Floor = the same vector env with random actions plus",
         "one batched actor+critic forward per step (pgrad's fused acting network for 64-64 nets, its cheapest). Eval",
         "= deterministic 10-episode mean at the end (– for ppo-atari, speed and memory only: 100k frames teach",
@@ -666,8 +668,8 @@ def write_markdown(out: Path = RESULTS) -> None:
         "pgrad update = the share of pgrad's training time spent in updates; pgrad collect / floor = the",
         "speed of pgrad's collection phase alone (acting + env steps, on-policy cases) against the floor.",
         "",
-        "| case | steps | seeds | pgrad SPS | SB3 SPS | ratio | floor SPS | pgrad / floor | SB3 / floor "
-        "| pgrad update | pgrad collect / floor | pgrad eval | SB3 eval | pgrad peak MB | SB3 peak MB |",
+        "| case | steps | seeds | pgrad SPS | peer SPS | ratio | floor SPS | pgrad / floor | peer / floor "
+        "| pgrad update | pgrad collect / floor | pgrad eval | peer eval | pgrad peak MB | peer peak MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",

@@ -7,7 +7,7 @@ export MPLBACKEND := Agg
 
 SBX_VENV := .venv-sbx
 
-.PHONY: demo test test-all lint learn bench bench-full bench-sbx clean
+.PHONY: demo test test-all lint learn bench bench-full bench-sbx lab-probe clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +48,14 @@ $(SBX_VENV)/.installed: constraints.txt
 
 bench-sbx: $(STAMP) $(SBX_VENV)/.installed
 	$(PY) benchmarks/bench.py --peer sbx --out benchmarks/results/sbx
+
+# Gradient quality of PPO's estimates along training (issue 22): docs/gradient-quality.md's numbers and figures.
+PROBE_DOCS := docs/gradient-quality
+lab-probe: $(STAMP)
+	$(PGRAD) lab probe ppo --env CartPole-v1 --at 0,10000,50000 --out runs/lab-probe-cartpole
+	$(PGRAD) lab probe ppo --env Pendulum-v1 --at 0,40000,100000 --out runs/lab-probe-pendulum
+	for env in cartpole pendulum; do mkdir -p $(PROBE_DOCS)/$$env && \
+		cp runs/lab-probe-$$env/probe.json runs/lab-probe-$$env/*.png $(PROBE_DOCS)/$$env/; done
 
 clean:
 	rm -rf $(VENV) $(SBX_VENV) runs .pytest_cache

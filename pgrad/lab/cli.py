@@ -6,12 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-USAGE = """usage: pgrad lab {variance,theory} [options]
+USAGE = """usage: pgrad lab {variance,theory,probe} [options]
 
   variance   bias and variance of every policy-gradient estimator against the exact gradient
              e.g. pgrad lab variance --mdp chain --horizons 5,10,20,40 --samples 2000 --seed 0
   theory     the notes' exact claims checked on a tabular MDP
              e.g. pgrad lab theory --mdp random --seed 0
+  probe      gradient quality of a deep policy on a real task (Ilyas et al. 2020): every estimator's
+             cosine with ∇J, variance and bias by batch size, and the learned V against Monte Carlo
+             e.g. pgrad lab probe ppo --env CartPole-v1 --at 0,20000,50000
+                  pgrad lab probe --run runs/ppo-CartPole-v1-0
 """
 
 
@@ -132,7 +136,120 @@ def cmd_theory(argv: list[str]) -> int:
     return 0 if all(c.holds for c in claims) else 1
 
 
-SUBCOMMANDS = {"variance": cmd_variance, "theory": cmd_theory}
+def cmd_probe(argv: list[str]) -> int:
+    from rich.table import Table
+
+    import pgrad
+    from pgrad.algos import get_algo
+    from pgrad.lab.probe import (
+        PROBED_ALGOS,
+        ProbeConfig,
+        ProbeDuringTraining,
+        env_maker,
+        probe,
+        subject_of,
+        write_probe,  # fmt: skip
+    )
+
+    d = ProbeConfig()
+    p = argparse.ArgumentParser(prog="pgrad lab probe", description="Gradient quality of a deep policy.")
+    p.add_argument("algo", nargs="?", default=None, help="an on-policy algorithm to train and probe (not with --run)")
+    p.add_argument("--env", default=None, help="the env to train on (with ALGO)")
+    p.add_argument("--at", type=_ints, default=(0, 50_000), help="env steps at which to probe the run being trained")
+    p.add_argument("--preset", default="auto", choices=("auto", "none"), help="the algorithm's preset for the env")
+    p.add_argument("--run", default=None, help="probe a saved run's agent instead of training one")
+    p.add_argument("--best", action="store_true", help="with --run: its best model (best_model.safetensors)")
+    p.add_argument("--batch-sizes", type=_ints, default=d.batch_sizes, help="state-action pairs per batch")
+    p.add_argument("--estimates", type=int, default=d.estimates, help="independent batch estimates per size")
+    p.add_argument("--reference-steps", type=int, default=d.reference_steps, help="the reference sample's size")
+    p.add_argument("--groups", type=int, default=d.groups, help="batch means for the reference's standard error")
+    p.add_argument("--lambdas", type=_floats, default=d.lambdas, help="GAE λ values")
+    p.add_argument("--n-steps", type=_ints, default=d.n_steps, help="n of the n-step estimators")
+    p.add_argument("--value-states", type=int, default=d.value_states, help="states of the value check (0: none)")
+    p.add_argument("--value-rollouts", type=int, default=d.value_rollouts, help="Monte Carlo rollouts per state")
+    p.add_argument("--n-envs", type=int, default=d.n_envs, help="vector envs that sample the episodes")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=None, help="output directory (default runs/lab-probe-<algo>-<env>-<seed>)")
+    args = p.parse_args(argv)
+    cfg = ProbeConfig(
+        batch_sizes=args.batch_sizes, estimates=args.estimates, reference_steps=args.reference_steps,
+        groups=args.groups, lambdas=args.lambdas, n_steps=args.n_steps, value_states=args.value_states,
+        value_rollouts=args.value_rollouts, n_envs=args.n_envs, seed=args.seed,
+    )  # fmt: skip
+    console = _console()
+    say = lambda text: console.print(f"[dim]{text}[/dim]")  # noqa: E731
+    if args.run is not None:
+        if args.algo is not None or args.env is not None:
+            raise LabUsageError("give either --run RUN or ALGO --env ENV, not both")
+        agent = pgrad.load(args.run, best=args.best)
+        out = Path(args.out or f"{args.run}/lab")
+        results = [probe(subject_of(agent), env_maker(agent), cfg, say)]
+        meta = {"env": agent.env_id, "algo": agent.algo, "run": str(args.run), "best": args.best}
+    else:
+        if args.algo is None or args.env is None:
+            raise LabUsageError("give ALGO --env ENV to train and probe a run, or --run RUN to probe a saved one")
+        if args.best:
+            raise LabUsageError("--best is for --run")
+        at = sorted(set(args.at))
+        if not at or at[0] < 0 or at[-1] < 1:
+            raise LabUsageError(
+                f"--at {','.join(map(str, args.at))} is invalid: steps >= 0, the last >= 1 (trained to)"
+            )
+        out = Path(args.out or f"runs/lab-probe-{args.algo}-{args.env}-{args.seed}")
+        name = get_algo(args.algo).name  # an unknown name: one line listing the algorithms
+        if name not in PROBED_ALGOS:
+            raise LabUsageError(f"ALGO {args.algo!r} is invalid: the probe trains one of {', '.join(PROBED_ALGOS)}")
+        callback = ProbeDuringTraining(at, cfg, say)
+        pgrad.train(args.algo, env=args.env, total_steps=at[-1], seed=args.seed, preset=args.preset,
+                    run_dir=str(out / "run"), overwrite=True, callbacks=[callback], verbose=1)  # fmt: skip
+        results = callback.results
+        meta = {"env": args.env, "algo": args.algo, "run": str(out / "run"), "at": at}
+    meta |= {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
+    for res in results:
+        console.print(probe_table(res, meta, Table))
+        if res.value is not None:
+            v = res.value
+            console.print(
+                f"learned V vs Monte Carlo at {v.states} visited states ({v.rollouts} rollouts each): mean relative "
+                f"error {v.mean_relative_error:.2f} (median {v.median_relative_error:.2f}); mean V_MC {v.mean_value:.2f}, "
+                f"mean V̂ {v.mean_learned_value:.2f}; E[(G − V̂)²] {v.advantage_ms_learned:.4g} vs "
+                f"E[(G − V_MC)²] {v.advantage_ms_true:.4g}"
+            )  # fmt: skip
+        else:
+            console.print("value check: skipped (the env's state cannot be copied, or --value-states 0)")
+    for path in write_probe(results, meta, out):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def probe_table(res, meta: dict, table_class):
+    ref = res.reference
+    label = "a fresh policy" if not res.step else f"step {res.step:,}"
+    table = table_class(
+        title=f"{meta['algo']} on {meta['env']}, {label}: J ≈ {ref['mean_discounted_return']:.2f} (γ = {res.gamma:g}; "
+        f"undiscounted return {ref['mean_return']:.1f}, episodes of {res.mean_episode_length:.0f} steps); "
+        f"‖∇J‖ = {ref['norm']:.4g} ± {ref['se_norm']:.2g} (reference: {ref['steps']:,} pairs)"
+    )
+    table.add_column("estimator", no_wrap=True)
+    table.add_column("unbiased", justify="center")
+    sizes = res.estimators[0].sizes
+    for s in sizes:
+        table.add_column(f"cos ∇J / pairwise\nM={s.batch_size} ({s.episodes} ep)", justify="right")
+    table.add_column(f"tr Cov\nM={sizes[-1].batch_size}", justify="right")
+    table.add_column(f"bias\n(noise {sizes[-1].batch_size})", justify="right")
+    for est in res.estimators:
+        last = est.sizes[-1]
+        table.add_row(
+            est.name,
+            "yes" if est.unbiased_by_theory else "no",
+            *(f"{s.cos:.2f}±{s.cos_se:.2f} / {s.pairwise_cos:.2f}" for s in est.sizes),
+            "-" if last.variance is None else f"{last.variance:.3g}",
+            "-" if last.bias is None else f"{last.bias:.3g} ({last.noise:.2g})",
+        )
+    return table
+
+
+SUBCOMMANDS = {"variance": cmd_variance, "theory": cmd_theory, "probe": cmd_probe}
 
 
 def main(argv: list[str]) -> int:

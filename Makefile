@@ -20,9 +20,14 @@ demo: $(STAMP)
 	$(PGRAD) train ppo --env CartPole-v1 --total-steps 100000 --seed 0 --run-dir runs/demo-ppo-cartpole --overwrite
 	$(PGRAD) eval runs/demo-ppo-cartpole --episodes 10
 
-# Everything CI runs: unit tests, math references and short seeded learning tests.
+# What CI runs (within its 25 minutes on 2 cores): unit tests, math references, short seeded learning
+# tests and the quick resume cases; the slowest twentieth are listed at the end.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow" --durations=20
+
+# Everything, with the longer learning runs and every resume case (marked slow): ~26 min on 2 cores.
+test-all: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup -q --durations=30
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pgrad tests benchmarks && $(VENV)/bin/ruff format --check pgrad tests benchmarks
@@ -53,7 +58,7 @@ bench-sbx: $(STAMP) $(SBX_VENV)/.installed
 PROBE_DOCS := docs/gradient-quality
 lab-probe: $(STAMP)
 	$(PGRAD) lab probe ppo --env CartPole-v1 --at 0,10000,50000 --out runs/lab-probe-cartpole
-	$(PGRAD) lab probe ppo --env Pendulum-v1 --at 0,40000,100000 --out runs/lab-probe-pendulum
+	$(PGRAD) lab probe ppo --env Pendulum-v1 --at 0,40000,100000 --reference-steps 400000 --out runs/lab-probe-pendulum
 	for env in cartpole pendulum; do mkdir -p $(PROBE_DOCS)/$$env && \
 		cp runs/lab-probe-$$env/probe.json runs/lab-probe-$$env/*.png $(PROBE_DOCS)/$$env/; done
 

@@ -228,7 +228,8 @@ def probe_table(res, meta: dict, table_class):
     table = table_class(
         title=f"{meta['algo']} on {meta['env']}, {label}: J ≈ {ref['mean_discounted_return']:.2f} (γ = {res.gamma:g}; "
         f"undiscounted return {ref['mean_return']:.1f}, episodes of {res.mean_episode_length:.0f} steps); "
-        f"‖∇J‖ = {ref['norm']:.4g} ± {ref['se_norm']:.2g} (reference: {ref['steps']:,} pairs)"
+        f"‖∇J‖ = {ref['norm']:.4g} ± {ref['se_norm']:.2g} (reference: {ref['steps']:,} pairs; its cosine with the true "
+        f"∇J ≈ {ref['cos_with_truth']:.2f}: its own noise shrinks every cosine below by about that factor)"
     )
     table.add_column("estimator", no_wrap=True)
     table.add_column("unbiased", justify="center")

@@ -584,8 +584,11 @@ def probe(subject: Subject, make_env: Callable[[int, int], VecEnv], cfg: ProbeCo
             results.append(res)
         say("value check")
         value = value_check(subject, make_env, cfg, generator)
-    reference_json = {"norm": ref.norm, "se_norm": ref.se_norm, "episodes": ref.episodes, "steps": ref.steps,
-                      "mean_return": ref.mean_return, "mean_discounted_return": ref.mean_discounted_return}  # fmt: skip
+    # E‖g_ref‖² = ‖∇J‖² + se², so cos(g_ref, ∇J) ≈ √(‖g_ref‖² − se²) / ‖g_ref‖: what any cosine with ∇J is capped at
+    truth = math.sqrt(max(ref.norm**2 - ref.se_norm**2, 0.0)) / max(ref.norm, 1e-300)
+    reference_json = {"norm": ref.norm, "se_norm": ref.se_norm, "cos_with_truth": truth, "episodes": ref.episodes,
+                      "steps": ref.steps, "mean_return": ref.mean_return,
+                      "mean_discounted_return": ref.mean_discounted_return}  # fmt: skip
     return ProbeResult(subject.step, subject.gamma, length, per_batch, reference_json, results, value,
                        ref.gradient, ref.se)  # fmt: skip
 
@@ -659,8 +662,12 @@ def plot_probe(results: list[ProbeResult], meta: dict[str, Any], out: Path) -> l
                 sizes = [s.batch_size for s in est.sizes]
                 line = ax.plot(sizes, [s.cos for s in est.sizes], marker="o", label=est.name)[0]
                 ax.plot(sizes, [s.pairwise_cos for s in est.sizes], ls=":", color=line.get_color())
-        ax.set(xscale="log", xlabel="batch size (state-action pairs)", ylabel="cosine similarity", ylim=(-0.1, 1.0),
+        sizes = [s.batch_size for s in res.estimators[0].sizes]
+        ax.set(xscale="log", xlabel="batch size (state-action pairs)", ylabel="cosine similarity", ylim=(-1.0, 1.0),
                title=f"{env}, {_label(res)}")  # fmt: skip
+        ax.set_xticks(sizes, [str(m) for m in sizes])
+        ax.minorticks_off()
+        ax.axhline(0.0, color="grey", lw=0.5)
     axes[0][-1].legend(fontsize=7, title="solid: with ∇J · dotted: pairwise", title_fontsize=7)
     fig.tight_layout()
     paths.append(out / "cosine_vs_batch_size.png")
@@ -694,7 +701,8 @@ def plot_probe(results: list[ProbeResult], meta: dict[str, Any], out: Path) -> l
         ax_e.legend()
         ax_a.plot(steps, [r.value.advantage_ms_learned for r in checked], marker="o", label="G − V̂(s) (learned)")
         ax_a.plot(steps, [r.value.advantage_ms_true for r in checked], marker="s", label="G − V_MC(s) (true)")
-        ax_a.set(xlabel="training step", ylabel="mean square", yscale="log", title="Advantage with each baseline")
+        ax_a.set(xlabel="training step", ylabel="mean square", title="Advantage with each baseline")
+        ax_a.set_yscale("symlog", linthresh=1e-2)  # a return with no noise left has a true advantage of 0
         ax_a.legend()
         fig.tight_layout()
         paths.append(out / "value_error.png")

@@ -26,6 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow" --durations=20
 
 # Everything, with the longer learning runs and every resume case (marked slow): ~26 min on 2 cores.
+# (`make test` and `test-all` print the slowest tests last: where to look when the budget tightens.)
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q --durations=30
 

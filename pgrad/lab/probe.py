@@ -584,7 +584,8 @@ def probe(subject: Subject, make_env: Callable[[int, int], VecEnv], cfg: ProbeCo
             results.append(res)
         say("value check")
         value = value_check(subject, make_env, cfg, generator)
-    # E‖g_ref‖² = ‖∇J‖² + se², so cos(g_ref, ∇J) ≈ √(‖g_ref‖² − se²) / ‖g_ref‖: what any cosine with ∇J is capped at
+    # E‖g_ref‖² = ‖∇J‖² + se², so cos(g_ref, ∇J) ≈ √(‖g_ref‖² − se²) / ‖g_ref‖: about the factor by which the
+    # reference's own noise shrinks every cosine measured with it
     truth = math.sqrt(max(ref.norm**2 - ref.se_norm**2, 0.0)) / max(ref.norm, 1e-300)
     reference_json = {"norm": ref.norm, "se_norm": ref.se_norm, "cos_with_truth": truth, "episodes": ref.episodes,
                       "steps": ref.steps, "mean_return": ref.mean_return,

@@ -281,14 +281,17 @@ class ProbeEstimator:
     lam: float | None = None
 
 
+# with a state baseline: ĝ = Σ_t ∇log π γ^t (G_t − V(s_t)), unbiased: the reference's form
+REFERENCE = ProbeEstimator("reward-to-go − V, γᵗ", "mc", True, lambda b: b.discount * (b.rtg() - b.values))
+
+
 def catalogue(cfg: ProbeConfig) -> list[ProbeEstimator]:
     items = [
         # REINFORCE: ĝ = Σ_t ∇log π(a_t|s_t) G_0
         ProbeEstimator("REINFORCE (G₀)", "mc", True, lambda b: estimators.episode_returns(b.rewards, b.done, b.gamma)),
         # causality: ĝ = Σ_t ∇log π γ^t G_t
         ProbeEstimator("reward-to-go, γᵗ", "mc", True, lambda b: b.discount * b.rtg()),
-        # with a state baseline: ĝ = Σ_t ∇log π γ^t (G_t − V(s_t))  (the reference's form)
-        ProbeEstimator("reward-to-go − V, γᵗ", "mc", True, lambda b: b.discount * (b.rtg() - b.values)),
+        REFERENCE,
         # as training uses it, without γ^t: ĝ = Σ_t ∇log π (G_t − V(s_t))
         ProbeEstimator("reward-to-go − V", "mc", False, lambda b: b.rtg() - b.values),
     ]
@@ -302,10 +305,6 @@ def catalogue(cfg: ProbeConfig) -> list[ProbeEstimator]:
             b.rewards, b.values, b.next_values, b.terminated, b.truncated, b.gamma, lam)[0], lam))  # fmt: skip
     items.append(ProbeEstimator("PPO surrogate (θ = θ_old)", "ppo", False, None))
     return items
-
-
-def reference_estimator() -> ProbeEstimator:
-    return catalogue(ProbeConfig(n_steps=(), lambdas=()))[2]
 
 
 class Gradients:
@@ -370,8 +369,7 @@ def reference(gradients: Gradients, ep: Episodes, groups: int) -> Reference:
     """The reference estimator's mean over ``groups`` equal groups of ``ep``'s episodes, with batch-means
     standard errors: se_j² = Var_groups(ĝ_j) / groups."""
     per = ep.count // groups
-    est = [reference_estimator()]
-    G = torch.cat([gradients(ep.select(g * per, per), est) for g in range(groups)])  # [groups, P]
+    G = torch.cat([gradients(ep.select(g * per, per), [REFERENCE]) for g in range(groups)])  # [groups, P]
     used = ep.select(0, per * groups)
     discounted = Batch.of(used, gradients.subject).rtg()[0]  # Σ_t γ^t r_t of each episode: its G_0
     return Reference(G.mean(0), (G.var(0) / groups).sqrt(), used.count, used.steps,
@@ -574,13 +572,13 @@ def probe(subject: Subject, make_env: Callable[[int, int], VecEnv], cfg: ProbeCo
             for k in range(cfg.estimates):
                 estimates[m].append(gradients(pool.select(k * per, per), items))
         results = []
+        pairs = {m: pool.starts[per * cfg.estimates].item() / cfg.estimates for m, per in per_batch.items()}
         for i, est in enumerate(items):
             res = EstimatorResult(est.name, est.family, est.unbiased, est.lam)
             for m, per in per_batch.items():
                 G = torch.stack([e[i] for e in estimates[m]])
-                pairs = float(np.mean([pool.select(k * per, per).steps for k in range(cfg.estimates)]))
                 stats = summarize(G, ref, gradients.names, gradients.sizes, scaled=est.family != "ppo")
-                res.sizes.append(SizeResult(m, per, pairs, **stats))
+                res.sizes.append(SizeResult(m, per, pairs[m], **stats))
             results.append(res)
         say("value check")
         value = value_check(subject, make_env, cfg, generator)

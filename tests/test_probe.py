@@ -217,6 +217,8 @@ def test_the_cli_trains_probes_and_writes_table_json_and_figures(tmp_path):
         (["--run", "no/such/run"], "no/such/run"),
         (["--run", "x", "--env", "CartPole-v1"], "not both"),
         (["ppo", "--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+        (["ppo", "--env", "CartPole-v1", "--at", "abc"], "'abc' is not a comma-separated list of integers"),
+        (["ppo", "--env", "CartPole-v1", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):

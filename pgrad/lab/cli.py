@@ -23,6 +23,13 @@ class LabUsageError(ValueError):
     pass
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (pgrad's ``error: ...``, exit 2), not a usage block."""
+
+    def error(self, message: str):
+        raise LabUsageError(f"{message} (see {self.prog} --help)")
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
@@ -54,7 +61,7 @@ def cmd_variance(argv: list[str]) -> int:
     from pgrad.lab.study import StudyConfig, run_study, write_study
 
     d = StudyConfig()
-    p = argparse.ArgumentParser(prog="pgrad lab variance", description="Bias and variance of every estimator.")
+    p = Parser(prog="pgrad lab variance", description="Bias and variance of every estimator.")
     p.add_argument("--mdp", default=d.mdp, help=f"one of {', '.join(MDPS)}")
     p.add_argument("--horizons", type=_ints, default=d.horizons, help="comma-separated horizons T")
     p.add_argument("--samples", type=int, default=d.samples, help="trajectories m per estimate")
@@ -113,7 +120,7 @@ def cmd_theory(argv: list[str]) -> int:
     from pgrad.lab.theory import TheoryConfig, run_theory, write_theory
 
     d = TheoryConfig()
-    p = argparse.ArgumentParser(prog="pgrad lab theory", description="The notes' exact claims on a tabular MDP.")
+    p = Parser(prog="pgrad lab theory", description="The notes' exact claims on a tabular MDP.")
     p.add_argument("--mdp", default=d.mdp, help=f"one of {', '.join(MDPS)}")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--horizon", type=int, default=d.horizon, help="horizon of the finite-horizon checks")
@@ -152,7 +159,7 @@ def cmd_probe(argv: list[str]) -> int:
     )
 
     d = ProbeConfig()
-    p = argparse.ArgumentParser(prog="pgrad lab probe", description="Gradient quality of a deep policy.")
+    p = Parser(prog="pgrad lab probe", description="Gradient quality of a deep policy.")
     p.add_argument("algo", nargs="?", default=None, help="an on-policy algorithm to train and probe (not with --run)")
     p.add_argument("--env", default=None, help="the env to train on (with ALGO)")
     p.add_argument("--at", type=_ints, default=(0, 50_000), help="env steps at which to probe the run being trained")

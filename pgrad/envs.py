@@ -208,7 +208,49 @@ class ActionMap:
 
 
 SIM_TYPES = (np.ndarray, np.random.Generator, np.generic, bool, int, float, type(None))
-NATIVE_STATE = ("gymnasium.envs.mujoco", "gymnasium.envs.box2d", "ale_py")  # physics, emulators in native objects
+NATIVE_STATE = ("gymnasium.envs.box2d", "ale_py")  # physics, emulators in native objects pgrad cannot copy
+
+
+def is_mjdata(value: object) -> bool:
+    """Whether ``value`` is a MuJoCo ``MjData`` (checked by name: mujoco need not be installed)."""
+    return type(value).__module__ == "mujoco._structs" and type(value).__name__ == "MjData"
+
+
+def mjdata_state(data) -> np.ndarray:
+    """An ``MjData`` as bytes (a uint8 array), by MuJoCo's own serialisation (the state its pickling
+    uses, not Python's pickle): the model's sizes and the whole data arena. The derived quantities
+    are part of it on purpose: gymnasium's Ant and Humanoid read positions and contact forces left
+    by the previous step's forward pass before stepping, so ``mj_setState`` of the integration state
+    followed by ``mj_forward`` does not continue a run bitwise (measured: Ant's reward differs by
+    6e-4 within 50 steps), while the full copy does."""
+    return np.frombuffer(data.__getstate__(), np.uint8).copy()
+
+
+def load_mjdata(data, saved: np.ndarray) -> None:
+    """Copy a :func:`mjdata_state` into the env's own ``MjData`` (which the env and its renderer
+    hold), after checking that it was taken from a model of the same sizes."""
+    import mujoco
+
+    if not (isinstance(saved, np.ndarray) and saved.dtype == np.uint8 and saved.ndim == 1):
+        kind = f"{saved.dtype}{list(saved.shape)}" if isinstance(saved, np.ndarray) else type(saved).__name__
+        raise ValueError(f"the saved MuJoCo state is {kind}, not bytes (uint8[n])")
+    new = mujoco.MjData.__new__(mujoco.MjData)
+    warnings: list[str] = []  # MuJoCo's parser warns (into MUJOCO_LOG.TXT in the cwd, by default) before failing
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(warnings.append)
+    try:
+        new.__setstate__(saved.tobytes())
+    except Exception as e:  # noqa: BLE001 - MuJoCo's own parser: any failure is an unreadable state
+        why = "; ".join([*warnings, str(e)])
+        raise ValueError(f"the saved MuJoCo state cannot be read by mujoco {mujoco.__version__} ({why})") from None
+    finally:
+        mujoco.set_mju_user_warning(previous)
+    sizes = ("nq", "nv", "na", "nu", "nbody", "nmocap", "nsensordata", "nuserdata", "nplugin", "nbuffer", "narena")
+    differ = [f"{k} {getattr(new.model, k)} vs {getattr(data.model, k)}" for k in sizes
+              if getattr(new.model, k) != getattr(data.model, k)]  # fmt: skip
+    if differ:
+        raise ValueError(f"the saved MuJoCo state is of another model ({', '.join(differ[:3])})")
+    mujoco.mj_copyData(data, data.model, new)
 
 
 class SimState(gym.Wrapper):
@@ -216,7 +258,8 @@ class SimState(gym.Wrapper):
 
     ``pgrad_sim_state`` is a property, so gymnasium's ``get_attr`` / ``set_attr`` reach it in both
     vectorisation modes: in this process (sync) or in the env's subprocess (async), where the
-    values travel pickled through gymnasium's pipe. It holds no state of its own.
+    values travel pickled through gymnasium's pipe. It holds no state of its own. A MuJoCo env's
+    ``MjData`` (in any layer, under any name) is state too, held as :func:`mjdata_state`'s bytes.
     """
 
     @property
@@ -243,15 +286,26 @@ class SimState(gym.Wrapper):
 
     @property
     def pgrad_sim_state(self) -> dict:
-        return {f"{name}.{key}": value for name, layer in self._layers() for key, value in vars(layer).items()
-                if isinstance(value, SIM_TYPES)}  # fmt: skip
+        return {f"{name}.{key}": mjdata_state(value) if is_mjdata(value) else value
+                for name, layer in self._layers() for key, value in vars(layer).items()
+                if isinstance(value, SIM_TYPES) or is_mjdata(value)}  # fmt: skip
+
+    @property
+    def pgrad_mjdata_keys(self) -> list[str]:
+        """The keys of ``pgrad_sim_state`` that hold an MjData's bytes, whose length varies with the
+        arena in use (contacts): a saved one may be longer or shorter than a fresh env's."""
+        return [f"{name}.{key}" for name, layer in self._layers() for key, value in vars(layer).items()
+                if is_mjdata(value)]  # fmt: skip
 
     @pgrad_sim_state.setter
     def pgrad_sim_state(self, state: dict) -> None:
         layers = dict(self._layers())
         for full_key, value in state.items():
             name, key = full_key.split(".", 1)
-            setattr(layers[name], key, value)
+            if is_mjdata(getattr(layers[name], key, None)):
+                load_mjdata(getattr(layers[name], key), value)
+            else:
+                setattr(layers[name], key, value)
 
 
 class VecEnv:
@@ -374,7 +428,8 @@ class VecEnv:
 
     @property
     def exact_state(self) -> bool:
-        """Whether ``sim_state`` holds all of the sub-envs' state (not for MuJoCo or Box2D)."""
+        """Whether ``sim_state`` holds all of the sub-envs' state (MuJoCo's included; not Box2D's
+        or the Atari emulator's)."""
         return all(self.envs.get_attr("pgrad_exact_state"))
 
     def sim_state(self) -> dict:
@@ -387,10 +442,11 @@ class VecEnv:
     def fresh_sim_state(self) -> tuple[dict, set[str]]:
         """``(sim_state, attribute names)`` after a seeded reset of the sub-envs (not of the
         statistics), when the layers have the attributes a stepped env has: the structure a
-        saved state must fit."""
+        saved state must fit (an MjData's bytes, of any length, are None there)."""
         self.envs.reset(seed=self.seed)
         names = {f"env{i}.{key}" for i, keys in enumerate(self.envs.get_attr("pgrad_attributes")) for key in keys}
-        return self.sim_state(), names
+        mjdata = {f"env{i}.{key}" for i, keys in enumerate(self.envs.get_attr("pgrad_mjdata_keys")) for key in keys}
+        return {k: None if k in mjdata else v for k, v in self.sim_state().items()}, names
 
     def load_sim_state(self, state: dict) -> None:
         """Write a saved ``sim_state`` back into reset sub-envs. A saved key that the run's own envs

@@ -305,7 +305,7 @@ class Trainer:
             elif hasattr(self.loop, "obs"):
                 restart_episodes(self.loop)  # the simulator's state is not ours to restore: new episodes
                 Console(stderr=True).print(
-                    f"[yellow]{escape(self.cfg.env)} keeps its physics state in native objects (MuJoCo, Box2D): "
+                    f"[yellow]{escape(self.cfg.env)} keeps its state in native objects (Box2D, the Atari emulator): "
                     "resuming with new episodes (everything else is restored exactly)[/]"
                 )
             torch.set_rng_state(tensors["rng.torch"])

@@ -299,8 +299,9 @@ def test_random_invalid_configs_raise_value_error_and_nothing_else(case):
     assert type(info.value) is ValueError and name in str(info.value)
 
 
-def test_mujoco_run_resumes_with_new_episodes(tmp_path):
-    """MuJoCo's state lives in MjData, not ours to restore: a resume starts new episodes."""
+def test_box2d_run_resumes_with_new_episodes(tmp_path):
+    """Box2D's state lives in its world's native bodies and contacts, not ours to copy: a resume
+    starts new episodes (MuJoCo's MjData is copied: tests/test_resume.py)."""
     import json
 
     from pgrad.algos.sac import SACConfig
@@ -310,7 +311,7 @@ def test_mujoco_run_resumes_with_new_episodes(tmp_path):
     run_dir = tmp_path / "m"
     pgrad.train(
         "sac",
-        env="InvertedPendulum-v5",
+        env="LunarLanderContinuous-v3",
         total_steps=300,
         seed=0,
         run_dir=str(run_dir),

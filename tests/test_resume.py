@@ -59,6 +59,12 @@ CASES = {
     "ppo-pixels-dict": ["ppo", "--env", "test_spaces:LitQuadrant", "--env-kwargs", "dict_obs=True", *ON_POLICY,
                         "--total-steps", "1024", "--n-steps", "64", "--batch-size", "64", "--n-epochs", "2",
                         "--checkpoint-every", "256", "--normalize-obs"],
+    # MuJoCo's MjData: Hopper's episodes end early (a checkpoint mid-episode, resets between), normalised
+    "ppo-mujoco": ["ppo", "--env", "Hopper-v5", *ON_POLICY, "--total-steps", "1024", "--n-steps", "64",
+                   "--batch-size", "64", "--n-epochs", "2", "--checkpoint-every", "256", "--normalize-obs",
+                   "--normalize-reward"],
+    # Ant reads the previous step's body positions and contact forces: the whole MjData must come back
+    "sac-mujoco": ["sac", "--env", "Ant-v5", *OFF_POLICY, *WARM, "--n-envs", "2"],
     # images in a compact replay buffer (each observation once, episode ends on the side)
     "sac-discrete-pixels": ["sac-discrete", "--env", "test_spaces:LitQuadrant", *OFF_POLICY, *WARM,
                             "--optimize-memory-usage"],
@@ -72,6 +78,7 @@ FAST = {
     "ppo-lstm",
     "ppo-user-env",
     "ppo-pixels-dict",
+    "ppo-mujoco",
 }  # the others are marked slow (still in make test)
 
 

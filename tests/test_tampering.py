@@ -33,10 +33,19 @@ def sac_run(tmp_path_factory):
     return run_dir
 
 
-def _train_until_checkpoint(run_dir):
+@pytest.fixture(scope="module")
+def mujoco_run(tmp_path_factory):
+    """A SAC run on Hopper-v5 stopped with a checkpoint at step 300 (its MjData in it)."""
+    run_dir = tmp_path_factory.mktemp("tamper") / "hopper"
+    with pytest.raises(StopAt):
+        _train_until_checkpoint(run_dir, "Hopper-v5")
+    return run_dir
+
+
+def _train_until_checkpoint(run_dir, env="Pendulum-v1"):
     from pgrad.train import Trainer, resolve_config
 
-    cfg, _, _ = resolve_config("sac", "Pendulum-v1", "none", {"total_steps": 600, "seed": 0, "run_dir": str(run_dir),
+    cfg, _, _ = resolve_config("sac", env, "none", {"total_steps": 600, "seed": 0, "run_dir": str(run_dir),
                                "learning_starts": 200, "checkpoint_every": 300, "hidden_sizes": (16, 16),
                                "batch_size": 16, "eval_episodes": 0, "tensorboard": False})  # fmt: skip
     run_dir.mkdir(parents=True)
@@ -96,6 +105,41 @@ def test_a_checkpoint_cannot_replace_an_env_attribute_by_another_kind(sac_run, t
 
     with pytest.raises(CheckpointError, match="not a number or array|not a plain value"):
         resume(tampered(sac_run, tmp_path, change))
+
+
+def _other_model_data() -> np.ndarray:
+    import gymnasium as gym
+
+    from pgrad.envs import mjdata_state
+
+    env = gym.make("InvertedPendulum-v5")
+    env.reset(seed=0)
+    return mjdata_state(env.unwrapped.data)
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda saved: saved[: len(saved) // 2], "cannot be read by mujoco"),
+        (lambda saved: saved[:0], "cannot be read by mujoco"),
+        (lambda saved: np.concatenate([saved[:100], saved[100:101] ^ 0xFF, saved[101:]]), "Invalid model"),
+        (lambda saved: _other_model_data(), r"of another model \(nq 2 vs 6"),
+        (lambda saved: saved[:8].astype(np.float32), "uint8"),
+    ],
+    ids=["truncated", "empty", "a byte of its model flipped", "another model", "another dtype"],
+)
+def test_a_mujoco_state_that_is_not_this_models_data_is_refused(mujoco_run, tmp_path, make, fragment):
+    """MuJoCo parses the saved bytes itself; pgrad checks their model's sizes before copying them in."""
+
+    def change(tensors, state):
+        key = next(k for k in tensors if k.startswith("sim.env0.") and k.endswith(".data"))
+        bad = make(tensors[key].numpy())
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(bad))
+        state[key] = {"ndarray": str(bad.dtype), "shape": list(bad.shape)}
+
+    assert resume(tampered(mujoco_run, tmp_path / "ok", lambda tensors, state: None)) is not None
+    with pytest.raises(CheckpointError, match=fragment):
+        resume(tampered(mujoco_run, tmp_path, change))
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ PPO's surrogate averages over steps and standardises the advantages, so its scal
 its cosines are comparable, its variance and bias are not reported.
 
 The value check restores the env's exact state (:meth:`pgrad.envs.VecEnv.load_sim_state`, which
-classic control supports and MuJoCo does not) at states the policy visits, rolls the policy out
+classic control and MuJoCo support, Box2D does not) at states the policy visits, rolls the policy out
 from each many times, and compares the Monte Carlo value with the learned V (mean relative
 error), and the squared advantage G − V̂(s) with G − V_MC(s) (the MC value from the other rollouts).
 """

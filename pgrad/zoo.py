@@ -26,6 +26,7 @@ Zoo key                       pgrad
 ``noise_type``                ``noise`` (normal, ou)
 ``use_rms_prop``              ``optimizer`` (rmsprop, adam)
 ``ent_coef: auto[_x]``        ``ent_coef=None`` (learned), ``ent_coef_init=x``
+``sub_sampling_factor: 1``    TRPO's step on every sample, as pgrad's always is (others refused)
 ============================  ===========================================================
 
 Anything else — a key pgrad has no counterpart for (SAC's ``use_sde``, ``replay_buffer_class``, a
@@ -140,6 +141,11 @@ def translate(raw: dict[str, Any], algo: str, config_class: type) -> ZooEntry:
             if value not in names:
                 raise ZooError(f"zoo key 'noise_type: {value}' is not supported: {', '.join(names)}")
             put("noise", names[value], key)
+        elif key == "sub_sampling_factor" and algo == "trpo":  # sb3-contrib's TRPO: every k-th sample for its step
+            if _integer(key, value) != 1:
+                raise ZooError(
+                    f"zoo key 'sub_sampling_factor: {value}' is not supported: pgrad's trpo takes every sample (1)"
+                )
         elif key == "use_rms_prop":
             put("optimizer", "rmsprop" if value else "adam", key)
         elif key == "ent_coef" and isinstance(value, str) and value.startswith("auto"):

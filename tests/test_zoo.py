@@ -299,7 +299,6 @@ def test_real_zoo_entries_translate_key_by_key(zoo, algo, env, fields):
         ("sac", "BipedalWalker-v3", "zoo key 'use_sde_at_warmup' is not supported by pgrad's sac"),
         ("a2c", "PongNoFrameskip-v4", "'RMSpropTFLike' is not supported"),
         ("ppo", "CarRacing-v2", "No module named 'rl_zoo3'"),
-        ("trpo", "HalfCheetahBulletEnv-v0", "zoo key 'sub_sampling_factor' is not supported by pgrad's trpo"),
         ("ppo", "CartPole-v0", "has no entry for 'CartPole-v0'. Did you mean: CartPole-v1"),
     ],
 )
@@ -443,3 +442,161 @@ def test_a_recurrent_ppo_zoo_entry_is_pgrads_preset(tmp_path):
         read_zoo(path, "ppo", "MountainCarNoVel-v0", get_algo("ppo").config_class)
     with pytest.raises(ZooError, match="sac has no 'rnn' field"):
         read_zoo(path, "sac", "CartPoleNoVel-v1", get_algo("sac").config_class)
+
+
+# rl-baselines3-zoo hyperparams/{ppo,trpo,sac,td3}.yml, their MuJoCo entries (v4 env ids) as the Zoo has them
+MUJOCO_YML = {
+    "ppo": """\
+Ant-v4: &mujoco-defaults
+  normalize: true
+  n_timesteps: !!float 1e6
+  policy: 'MlpPolicy'
+
+HalfCheetah-v4:
+  normalize: true
+  n_envs: 1
+  policy: 'MlpPolicy'
+  n_timesteps: !!float 1e6
+  batch_size: 64
+  n_steps: 512
+  gamma: 0.98
+  learning_rate: 2.0633e-05
+  ent_coef: 0.000401762
+  clip_range: 0.1
+  n_epochs: 20
+  gae_lambda: 0.92
+  max_grad_norm: 0.8
+  vf_coef: 0.58096
+  policy_kwargs: "dict(
+                    log_std_init=-2,
+                    ortho_init=False,
+                    activation_fn=nn.ReLU,
+                    net_arch=dict(pi=[256, 256], vf=[256, 256])
+                  )"
+
+Hopper-v4:
+  normalize: true
+  n_envs: 1
+  policy: 'MlpPolicy'
+  n_timesteps: !!float 1e6
+  batch_size: 32
+  n_steps: 512
+  gamma: 0.999
+  learning_rate: 9.80828e-05
+  ent_coef: 0.00229519
+  clip_range: 0.2
+  n_epochs: 5
+  gae_lambda: 0.99
+  max_grad_norm: 0.7
+  vf_coef: 0.835671
+  policy_kwargs: "dict(
+                    log_std_init=-2,
+                    ortho_init=False,
+                    activation_fn=nn.ReLU,
+                    net_arch=dict(pi=[256, 256], vf=[256, 256])
+                  )"
+
+Walker2d-v4:
+  normalize: true
+  n_envs: 1
+  policy: 'MlpPolicy'
+  n_timesteps: !!float 1e6
+  batch_size: 32
+  n_steps: 512
+  gamma: 0.99
+  learning_rate: 5.05041e-05
+  ent_coef: 0.000585045
+  clip_range: 0.1
+  n_epochs: 20
+  gae_lambda: 0.95
+  max_grad_norm: 1
+  vf_coef: 0.871923
+""",
+    "trpo": """\
+HalfCheetahBulletEnv-v0: &pybullet-defaults
+  normalize: true
+  n_envs: 2
+  n_timesteps: !!float 2e6
+  policy: 'MlpPolicy'
+  batch_size: 128
+  n_steps: 1024
+  gamma: 0.99
+  gae_lambda: 0.95
+  sub_sampling_factor: 1
+  cg_max_steps: 25
+  cg_damping: 0.1
+  n_critic_updates: 20
+  learning_rate: !!float 1e-3
+
+Ant-v4: &mujoco-defaults
+  <<: *pybullet-defaults
+  n_timesteps: !!float 1e6
+
+HalfCheetah-v4:
+  <<: *mujoco-defaults
+  target_kl: 0.04
+
+Hopper-v4:
+  <<: *mujoco-defaults
+
+Walker2d-v4:
+  <<: *mujoco-defaults
+""",
+    "sac": """\
+HalfCheetah-v4: &mujoco-defaults
+  n_timesteps: !!float 1e6
+  policy: 'MlpPolicy'
+  learning_starts: 10000
+
+Ant-v4:
+  <<: *mujoco-defaults
+
+Hopper-v4:
+  <<: *mujoco-defaults
+
+Walker2d-v4:
+  <<: *mujoco-defaults
+""",
+    "td3": """\
+HalfCheetah-v4: &mujoco-defaults
+  n_timesteps: !!float 1e6
+  policy: 'MlpPolicy'
+  learning_starts: 10000
+  noise_type: 'normal'
+  noise_std: 0.1
+  train_freq: 1
+  gradient_steps: 1
+  learning_rate: !!float 1e-3
+  batch_size: 256
+  policy_kwargs: "dict(net_arch=[400, 300])"
+
+Ant-v4:
+  <<: *mujoco-defaults
+
+Hopper-v4:
+  <<: *mujoco-defaults
+
+Walker2d-v4:
+  <<: *mujoco-defaults
+""",
+}
+
+
+@pytest.mark.parametrize("algo", sorted(MUJOCO_YML))
+@pytest.mark.parametrize("env", ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5"])
+def test_mujoco_presets_are_the_zoo_entries(tmp_path, algo, env):
+    """`pgrad train ALGO --env Hopper-v5` trains with the Zoo's tuned hyperparameters for the env, field for field."""
+    path = tmp_path / f"{algo}.yml"
+    path.write_text(MUJOCO_YML[algo])
+    translated = read_zoo(path, algo, env.replace("-v5", "-v4"), get_algo(algo).config_class).fields
+    preset = {k: tuple(v) if isinstance(v, list) else v for k, v in load_presets()[algo][env].items()}
+    assert preset == translated
+    cfg = resolve_config(algo, env)[0]
+    assert all(getattr(cfg, k) == v for k, v in translated.items())
+
+
+def test_a_trpo_zoo_entry_that_subsamples_is_refused(tmp_path):
+    path = tmp_path / "trpo.yml"
+    path.write_text(MUJOCO_YML["trpo"].replace("sub_sampling_factor: 1", "sub_sampling_factor: 4"))
+    with pytest.raises(ZooError, match="'sub_sampling_factor: 4' is not supported: pgrad's trpo takes every sample"):
+        read_zoo(path, "trpo", "Hopper-v4", get_algo("trpo").config_class)

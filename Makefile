@@ -7,7 +7,7 @@ export MPLBACKEND := Agg
 
 SBX_VENV := .venv-sbx
 
-.PHONY: demo test test-all lint learn bench bench-full bench-sbx lab-probe clean
+.PHONY: demo test test-all lint learn learn-mujoco bench bench-full bench-sbx lab-probe clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,12 @@ lint: $(STAMP)
 # Full-budget learning runs (the issues' thresholds); writes benchmarks/learning.md.
 learn: $(STAMP)
 	$(PY) benchmarks/learn.py
+
+# MuJoCo and Box2D beside the published tables (benchmarks/mujoco.md): hours of CPU per case (PPO
+# at 1M steps: ~21 min a run on one core); pick with ARGS='--only "ppo Hopper" --seeds 0,1' (runs
+# resume, results merge).
+learn-mujoco: $(STAMP)
+	$(PY) benchmarks/learn_mujoco.py --jobs 2 $(ARGS)
 
 # The quick set writes benchmarks/results/quick/ (its own RESULTS.md), never over bench-full's results.
 bench: $(STAMP)

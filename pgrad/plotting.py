@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from pgrad.checkpoint import atomic_write
 
 # Fields that differ between seeds of one experiment and do not define it.
 _NOT_PART_OF_EXPERIMENT = {"seed", "run_dir", "overwrite", "progress_bar", "tensorboard", "device", "torch_threads",
@@ -109,7 +112,8 @@ def plot_runs(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
+    out, image = Path(out), io.BytesIO()
+    fig.savefig(image, dpi=110, format=out.suffix.lstrip(".") or "png")
     plt.close(fig)
+    atomic_write(out, image.getvalue())  # redrawn during a run: a reader never sees half a figure
     return out

@@ -359,6 +359,7 @@ class Trainer:
             best = logger.log_eval(global_step, result.returns)
             if best:
                 self.agent.save(self.run_dir, best={"global_step": global_step, "mean_return": result.mean})
+            self.plot_curve()
             if cfg.verbose >= 1:
                 mark = " · new best, saved to best_model.safetensors" if best else ""
                 print(f"eval at step {global_step:,}: {result.mean:.2f} ± {result.std:.2f} over "
@@ -386,6 +387,7 @@ class Trainer:
             while c["next_checkpoint"] <= global_step:
                 c["next_checkpoint"] += cfg.checkpoint_every
             self.save_checkpoint(global_step)
+            self.plot_curve()
         if self._stop_requested and not last:
             raise _StopRequested(global_step)
         if self._stop_signal is not None and not last:
@@ -394,6 +396,13 @@ class Trainer:
             raise Interrupted(
                 f"{name}: stopped at step {global_step:,} with a checkpoint; resume with: pgrad train --resume {self.run_dir}"
             )
+
+    def plot_curve(self) -> None:
+        """``curve.png``: the training returns so far; redrawn at each checkpoint and evaluation, and at the end."""
+        from pgrad.plotting import plot_runs
+
+        cfg = self.cfg
+        plot_runs([self.run_dir], self.run_dir / "curve.png", title=f"{self.entry.name} on {cfg.env} (seed {cfg.seed})")
 
     def _on_signal(self, signum: int, frame) -> None:
         if self._stop_signal is not None:  # a second signal: stop now
@@ -462,9 +471,7 @@ class Trainer:
             )
             result = self.agent.evaluation
             trackers.log(steps, {"eval/final_mean_return": result.mean, "eval/final_std_return": result.std})
-        from pgrad.plotting import plot_runs
-
-        plot_runs([run_dir], run_dir / "curve.png", title=f"{self.entry.name} on {cfg.env} (seed {cfg.seed})")
+        self.plot_curve()
         if cfg.verbose >= 1:
             stopped = steps < cfg.total_steps
             print_summary(Console(), self.entry.name, cfg, steps, elapsed, self.agent.evaluation, run_dir, stopped)

@@ -51,6 +51,27 @@ def test_run_directory_has_everything(run_dir):
         assert column in header, column
 
 
+def test_the_curve_is_redrawn_at_each_checkpoint_and_evaluation_during_the_run(tmp_path):
+    """A long run's curve.png shows the returns so far, written atomically (a reader never sees half)."""
+    import matplotlib.image
+
+    seen = []
+
+    class Watch(pgrad.Callback):
+        def on_update(self, step, metrics):
+            curve = tmp_path / "run" / "curve.png"
+            seen.append((step, curve.stat().st_mtime_ns if curve.is_file() else None))
+
+    pgrad.train("ppo", env="CartPole-v1", total_steps=4_096, seed=0, run_dir=str(tmp_path / "run"), n_envs=4,
+                n_steps=128, checkpoint_every=1_024, eval_every=1_536, eval_episodes=1, tensorboard=False,
+                callbacks=[Watch()])  # fmt: skip
+    assert seen[0] == (512, None)  # before the first checkpoint
+    drawn = {mtime for _, mtime in seen if mtime is not None}
+    assert len(drawn) >= 4  # redrawn at checkpoints 1024, 2048, 3072, evaluations 1536, 3072
+    assert matplotlib.image.imread(tmp_path / "run" / "curve.png").shape[2] in (3, 4)
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
 def test_tensorboard_holds_every_csv_column_at_every_logged_step(run_dir):
     """Each progress row is written to TensorBoard as one event holding all of its scalars."""
     import csv

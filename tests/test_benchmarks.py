@@ -58,3 +58,29 @@ def test_op_profile_reports_shares_that_add_up():
     assert result["update_ms"] > 0 and result["ops_per_update"] > 10
     assert 0 < sum(result["shares"].values()) <= 1
     assert all(0 < row["share"] <= 1 for row in result["top"])
+
+
+def test_learn_mujoco_trains_reads_finished_runs_back_and_merges_results(tmp_path):
+    """`make learn-mujoco` as a smoke test at a tiny budget: a run, then a second invocation that reads
+    the finished run back (not trained again) beside a new seed, both merged into one results file,
+    table and figure."""
+    import json
+
+    script = [sys.executable, str(BENCH / "learn_mujoco.py"), "--only", "ppo Hopper", "--steps", "1024",
+              "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")]  # fmt: skip
+    first = subprocess.run([*script, "--seeds", "0"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    done = tmp_path / "runs" / "ppo-Hopper-v5-1024-s0"
+    results = json.loads((tmp_path / "out" / "results" / "mujoco.json").read_text())
+    row = results["ppo Hopper-v5 1024"]["runs"][0]
+    assert row["eval_mean"] == json.loads((done / "eval.json").read_text())["mean_return"] and row["episodes"] == 10
+    assert [step for step, _ in row["curve"]] == [512, 1024]  # an evaluation every twentieth, at updates
+    model = (done / "model.safetensors").stat().st_mtime_ns
+    second = subprocess.run([*script, "--seeds", "0,1"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "seed 0: finished in" in second.stdout and (done / "model.safetensors").stat().st_mtime_ns == model
+    results = json.loads((tmp_path / "out" / "results" / "mujoco.json").read_text())
+    assert [r["seed"] for r in results["ppo Hopper-v5 1024"]["runs"]] == [0, 1]
+    table = (tmp_path / "out" / "mujoco.md").read_text()
+    assert "| Hopper-v5 | ppo | 1,024 | 2 |" in table and "2,410 ± 10 (Zoo, 1M)" in table
+    assert (tmp_path / "out" / "mujoco" / "ppo-Hopper-v5-1024.png").stat().st_size > 1000

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import pickle
+from collections import deque
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -208,38 +209,89 @@ class ActionMap:
 
 
 SIM_TYPES = (np.ndarray, np.random.Generator, np.generic, bool, int, float, type(None))
-NATIVE_STATE = ("gymnasium.envs.box2d", "ale_py")  # physics, emulators in native objects pgrad cannot copy
+NATIVE_STATE = ("gymnasium.envs.box2d",)  # physics in native objects pgrad cannot copy (Box2D's world)
 
 
-def is_mjdata(value: object) -> bool:
-    """Whether ``value`` is a MuJoCo ``MjData`` (checked by name: mujoco need not be installed)."""
-    return type(value).__module__ == "mujoco._structs" and type(value).__name__ == "MjData"
+def native_kind(value: object) -> str | None:
+    """State that is not a plain value and that pgrad saves as a uint8 or stacked array: ``"mjdata"``
+    (a MuJoCo ``MjData``), ``"ale"`` (the Atari emulator), ``"arrays"`` (a deque or list of arrays
+    of one shape, e.g. a frame stack); ``None`` for anything else. Checked by type name, so neither
+    mujoco nor ale_py needs to be installed."""
+    kind = type(value).__module__, type(value).__name__
+    if kind == ("mujoco._structs", "MjData"):
+        return "mjdata"
+    if kind == ("ale_py._ale_py", "ALEInterface"):
+        return "ale"
+    if isinstance(value, (deque, list)) and value and all(isinstance(x, np.ndarray) for x in value):
+        if len({(x.shape, x.dtype) for x in value}) == 1:
+            return "arrays"
+    return None
 
 
-def mjdata_state(data) -> np.ndarray:
-    """An ``MjData`` as bytes (a uint8 array), by MuJoCo's own serialisation (the state its pickling
-    uses, not Python's pickle): the model's sizes and the whole data arena. The derived quantities
-    are part of it on purpose: gymnasium's Ant and Humanoid read positions and contact forces left
-    by the previous step's forward pass before stepping, so ``mj_setState`` of the integration state
-    followed by ``mj_forward`` does not continue a run bitwise (measured: Ant's reward differs by
-    6e-4 within 50 steps), while the full copy does."""
-    return np.frombuffer(data.__getstate__(), np.uint8).copy()
+def native_state(value) -> np.ndarray:
+    """The state of a :func:`native_kind` value as an array. An ``MjData`` by MuJoCo's own
+    serialisation (the state its pickling uses, not Python's pickle): the model's sizes and the
+    whole data arena. The derived quantities are part of it on purpose: gymnasium's Ant and
+    Humanoid read positions and contact forces left by the previous step's forward pass before
+    stepping, so ``mj_setState`` of the integration state followed by ``mj_forward`` does not
+    continue a run bitwise (measured: Ant's reward differs by 6e-4 within 50 steps), while the full
+    copy does. The emulator by ALE's ``cloneState(include_rng=True)``: the console and the sticky
+    actions' generator."""
+    kind = native_kind(value)
+    if kind == "mjdata":
+        return np.frombuffer(value.__getstate__(), np.uint8).copy()
+    if kind == "ale":
+        return np.frombuffer(value.cloneState(include_rng=True).serialize(), np.uint8).copy()
+    return np.stack(list(value))
 
 
-def load_mjdata(data, saved: np.ndarray) -> None:
-    """Copy a :func:`mjdata_state` into the env's own ``MjData`` (which the env and its renderer
-    hold), after checking that it was taken from a model of the same sizes."""
-    import mujoco
-
+def _as_bytes(saved: object, what: str) -> bytes:
     if not (isinstance(saved, np.ndarray) and saved.dtype == np.uint8 and saved.ndim == 1):
         kind = f"{saved.dtype}{list(saved.shape)}" if isinstance(saved, np.ndarray) else type(saved).__name__
-        raise ValueError(f"the saved MuJoCo state is {kind}, not bytes (uint8[n])")
+        raise ValueError(f"the saved {what} state is {kind}, not bytes (uint8[n])")
+    return saved.tobytes()
+
+
+def load_native(value, saved: object) -> None:
+    """Write a :func:`native_state` back into ``value`` in place (the env and its renderer hold it),
+    after checking that it fits: a ``ValueError`` naming what does not."""
+    kind = native_kind(value)
+    if kind == "mjdata":
+        load_mjdata(value, _as_bytes(saved, "MuJoCo"))
+    elif kind == "ale":
+        import ale_py
+
+        try:
+            state = ale_py.ALEState(_as_bytes(saved, "Atari emulator"))
+            value.restoreState(state)
+        except (RuntimeError, TypeError, SystemError) as e:
+            why = "truncated, corrupt or another game's" if isinstance(e, SystemError) else str(e)  # untranslated
+            raise ValueError(
+                f"the saved Atari emulator state is refused by ale-py {ale_py.__version__} ({why})"
+            ) from None
+    else:
+        shape, dtype = (len(value), *value[0].shape), value[0].dtype
+        if not (isinstance(saved, np.ndarray) and saved.shape == shape and saved.dtype == dtype):
+            got = f"{saved.dtype}{list(saved.shape)}" if isinstance(saved, np.ndarray) else type(saved).__name__
+            raise ValueError(f"the saved frames are {got}, this env's are {dtype}{list(shape)}")
+        if isinstance(value, deque):
+            value.clear()
+            value.extend(saved.copy())
+        else:
+            value[:] = list(saved.copy())
+
+
+def load_mjdata(data, saved: bytes) -> None:
+    """Copy an ``MjData``'s serialised bytes into the env's own ``MjData``, after checking that
+    they were taken from a model of the same sizes."""
+    import mujoco
+
     new = mujoco.MjData.__new__(mujoco.MjData)
     warnings: list[str] = []  # MuJoCo's parser warns (into MUJOCO_LOG.TXT in the cwd, by default) before failing
     previous = mujoco.get_mju_user_warning()
     mujoco.set_mju_user_warning(warnings.append)
     try:
-        new.__setstate__(saved.tobytes())
+        new.__setstate__(saved)
     except Exception as e:  # noqa: BLE001 - MuJoCo's own parser: any failure is an unreadable state
         why = "; ".join([*warnings, str(e)])
         raise ValueError(f"the saved MuJoCo state cannot be read by mujoco {mujoco.__version__} ({why})") from None
@@ -259,12 +311,20 @@ class SimState(gym.Wrapper):
     ``pgrad_sim_state`` is a property, so gymnasium's ``get_attr`` / ``set_attr`` reach it in both
     vectorisation modes: in this process (sync) or in the env's subprocess (async), where the
     values travel pickled through gymnasium's pipe. It holds no state of its own. A MuJoCo env's
-    ``MjData`` (in any layer, under any name) is state too, held as :func:`mjdata_state`'s bytes.
+    ``MjData``, the Atari emulator and a frame stack (in any layer, under any name) are state too,
+    held as :func:`native_state`'s arrays.
     """
 
     @property
     def pgrad_exact_state(self) -> bool:
-        return not type(self.env.unwrapped).__module__.startswith(NATIVE_STATE)
+        """False for Box2D, and for an Atari env with sticky actions (``repeat_action_probability``
+        > 0, the v5 default): ALE's saved state holds its generator but not the last action taken,
+        which a sticky step repeats (measured: 2 of 12 restored Pong-v5 runs diverged within 10
+        steps, none without stickiness)."""
+        env = self.env.unwrapped
+        ale = getattr(env, "ale", None)
+        sticky = native_kind(ale) == "ale" and ale.getFloat("repeat_action_probability") > 0
+        return not (type(env).__module__.startswith(NATIVE_STATE) or sticky)
 
     def _layers(self):
         layer, depth = self.env, 0
@@ -286,24 +346,26 @@ class SimState(gym.Wrapper):
 
     @property
     def pgrad_sim_state(self) -> dict:
-        return {f"{name}.{key}": mjdata_state(value) if is_mjdata(value) else value
+        return {f"{name}.{key}": value if isinstance(value, SIM_TYPES) else native_state(value)
                 for name, layer in self._layers() for key, value in vars(layer).items()
-                if isinstance(value, SIM_TYPES) or is_mjdata(value)}  # fmt: skip
+                if isinstance(value, SIM_TYPES) or native_kind(value)}  # fmt: skip
 
     @property
-    def pgrad_mjdata_keys(self) -> list[str]:
-        """The keys of ``pgrad_sim_state`` that hold an MjData's bytes, whose length varies with the
-        arena in use (contacts): a saved one may be longer or shorter than a fresh env's."""
+    def pgrad_native_keys(self) -> list[str]:
+        """The keys of ``pgrad_sim_state`` that hold a :func:`native_state`, checked when loaded (an
+        MjData's bytes vary in length with the arena in use: a saved one may be longer or shorter
+        than a fresh env's)."""
         return [f"{name}.{key}" for name, layer in self._layers() for key, value in vars(layer).items()
-                if is_mjdata(value)]  # fmt: skip
+                if not isinstance(value, SIM_TYPES) and native_kind(value)]  # fmt: skip
 
     @pgrad_sim_state.setter
     def pgrad_sim_state(self, state: dict) -> None:
         layers = dict(self._layers())
         for full_key, value in state.items():
             name, key = full_key.split(".", 1)
-            if is_mjdata(getattr(layers[name], key, None)):
-                load_mjdata(getattr(layers[name], key), value)
+            current = getattr(layers[name], key, None)
+            if not isinstance(current, SIM_TYPES) and native_kind(current):
+                load_native(current, value)
             else:
                 setattr(layers[name], key, value)
 
@@ -428,8 +490,8 @@ class VecEnv:
 
     @property
     def exact_state(self) -> bool:
-        """Whether ``sim_state`` holds all of the sub-envs' state (MuJoCo's included; not Box2D's
-        or the Atari emulator's)."""
+        """Whether ``sim_state`` holds all of the sub-envs' state (MuJoCo's and the Atari emulator's
+        included; not Box2D's)."""
         return all(self.envs.get_attr("pgrad_exact_state"))
 
     def sim_state(self) -> dict:
@@ -442,11 +504,11 @@ class VecEnv:
     def fresh_sim_state(self) -> tuple[dict, set[str]]:
         """``(sim_state, attribute names)`` after a seeded reset of the sub-envs (not of the
         statistics), when the layers have the attributes a stepped env has: the structure a
-        saved state must fit (an MjData's bytes, of any length, are None there)."""
+        saved state must fit (a native state, checked when loaded, is None there)."""
         self.envs.reset(seed=self.seed)
         names = {f"env{i}.{key}" for i, keys in enumerate(self.envs.get_attr("pgrad_attributes")) for key in keys}
-        mjdata = {f"env{i}.{key}" for i, keys in enumerate(self.envs.get_attr("pgrad_mjdata_keys")) for key in keys}
-        return {k: None if k in mjdata else v for k, v in self.sim_state().items()}, names
+        native = {f"env{i}.{key}" for i, keys in enumerate(self.envs.get_attr("pgrad_native_keys")) for key in keys}
+        return {k: None if k in native else v for k, v in self.sim_state().items()}, names
 
     def load_sim_state(self, state: dict) -> None:
         """Write a saved ``sim_state`` back into reset sub-envs. A saved key that the run's own envs

@@ -305,7 +305,8 @@ class Trainer:
             elif hasattr(self.loop, "obs"):
                 restart_episodes(self.loop)  # the simulator's state is not ours to restore: new episodes
                 Console(stderr=True).print(
-                    f"[yellow]{escape(self.cfg.env)} keeps its state in native objects (Box2D, the Atari emulator): "
+                    f"[yellow]{escape(self.cfg.env)} keeps state pgrad cannot copy (Box2D's world; an Atari emulator's last "
+                    "action, which sticky actions repeat and ALE does not save): "
                     "resuming with new episodes (everything else is restored exactly)[/]"
                 )
             torch.set_rng_state(tensors["rng.torch"])
@@ -402,7 +403,9 @@ class Trainer:
         from pgrad.plotting import plot_runs
 
         cfg = self.cfg
-        plot_runs([self.run_dir], self.run_dir / "curve.png", title=f"{self.entry.name} on {cfg.env} (seed {cfg.seed})")
+        if (self.run_dir / "progress.csv").is_file():  # the run's logger made it (not a bare loop, as in tests)
+            title = f"{self.entry.name} on {cfg.env} (seed {cfg.seed})"
+            plot_runs([self.run_dir], self.run_dir / "curve.png", title=title)
 
     def _on_signal(self, signum: int, frame) -> None:
         if self._stop_signal is not None:  # a second signal: stop now

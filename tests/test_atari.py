@@ -83,3 +83,45 @@ def test_ppo_atari_preset_trains_from_the_cli_and_a_new_process_plays_whole_game
     assert agent.policy.encoder.images["0"].kind == "nature"
     result = subprocess.run([*cli, "eval", str(run_dir), "--episodes", "1"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_emulator_and_frame_stacks_are_copied_exactly_without_sticky_actions():
+    """A NoFrameskip-v4 game (no sticky actions, RL Zoo's) continues bitwise from a copied state:
+    the emulator (ALE's cloneState with its generator), the frame stack and the max-pool buffers,
+    across lives and games; v5's sticky actions repeat a last action ALE does not save, so those
+    envs are not exact (a resume starts new episodes, and says so)."""
+    import pickle
+
+    spec = preprocessed(EnvSpec.from_user("BreakoutNoFrameskip-v4", None), "atari", 4)
+    envs = VecEnv(spec, 2, seed=0)
+    envs.reset()
+    actions = np.random.default_rng(0).integers(0, 4, (1200, 2))
+    for a in actions[:150]:
+        envs.step(a)
+    saved = pickle.loads(pickle.dumps(envs.sim_state()))  # as a checkpoint holds it: a copy
+    assert {"env0.layer0.obs_queue", "env0.layer2.obs_buffer", "env0.layer5.ale"} <= set(saved)
+    expected = [envs.step(a) for a in actions[150:]]
+    assert sum(int(e[2].sum()) for e in expected) >= 10  # lives lost, games restarted (no-op resets)
+    copy = VecEnv(spec, 2, seed=7)
+    copy.reset()
+    copy.load_sim_state(saved)
+    for e, c in zip(expected, (copy.step(a) for a in actions[150:]), strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(e, c, strict=True))
+    assert envs.exact_state
+    assert not VecEnv(preprocessed(EnvSpec.from_user("ALE/Breakout-v5", None), "atari", 4), 1, seed=0).exact_state
+
+
+def test_an_emulator_state_that_is_not_this_games_is_refused_in_one_line():
+    import pytest
+
+    from pgrad.envs import load_native, native_state
+
+    pong, breakout = gym.make("PongNoFrameskip-v4"), gym.make("BreakoutNoFrameskip-v4")
+    pong.reset(seed=0)
+    breakout.reset(seed=0)
+    saved = native_state(pong.unwrapped.ale)
+    for bad in (saved[: len(saved) // 2], native_state(breakout.unwrapped.ale)):
+        with pytest.raises(ValueError, match="refused by ale-py .*truncated, corrupt or another game's"):
+            load_native(pong.unwrapped.ale, bad)
+    with pytest.raises(ValueError, match="not bytes"):
+        load_native(pong.unwrapped.ale, saved.astype(np.int64))

@@ -65,6 +65,10 @@ CASES = {
                    "--normalize-reward"],
     # Ant reads the previous step's body positions and contact forces: the whole MjData must come back
     "sac-mujoco": ["sac", "--env", "Ant-v5", *OFF_POLICY, *WARM, "--n-envs", "2"],
+    # an Atari game without sticky actions (RL Zoo's NoFrameskip-v4): the emulator, the frame stack and
+    # the max-pool buffers, lives ending episodes
+    "ppo-atari": ["ppo", "--env", "BreakoutNoFrameskip-v4", "--n-envs", "2", "--n-steps", "64", "--batch-size", "64",
+                  "--n-epochs", "1", "--total-steps", "768", "--checkpoint-every", "192"],
     # images in a compact replay buffer (each observation once, episode ends on the side)
     "sac-discrete-pixels": ["sac-discrete", "--env", "test_spaces:LitQuadrant", *OFF_POLICY, *WARM,
                             "--optimize-memory-usage"],

@@ -110,11 +110,11 @@ def test_a_checkpoint_cannot_replace_an_env_attribute_by_another_kind(sac_run, t
 def _other_model_data() -> np.ndarray:
     import gymnasium as gym
 
-    from pgrad.envs import mjdata_state
+    from pgrad.envs import native_state
 
     env = gym.make("InvertedPendulum-v5")
     env.reset(seed=0)
-    return mjdata_state(env.unwrapped.data)
+    return native_state(env.unwrapped.data)
 
 
 @pytest.mark.parametrize(

@@ -185,6 +185,16 @@ CASES: dict[str, dict] = {
         "quick": False,
         "hp": {"n_envs": 1, "hidden_sizes": [256, 256], "critic_hidden_sizes": [256, 256]},
     },
+    # SAC on a MuJoCo env (issue 21): RL Zoo's MuJoCo entry (SB3's defaults after 10k random steps, pgrad's
+    # Hopper-v5 preset) at 30k of its 1M steps, SB3 beside it
+    "sac-hopper": {
+        "algo": "sac",
+        "sb3": "SAC",
+        "env": "Hopper-v5",
+        "steps": 30_000,
+        "quick": False,
+        "hp": {"n_envs": 1, "learning_starts": 10_000},
+    },
     # n-step targets (issue 20): the Zoo's SAC Pendulum entry with n_steps=3, SB3's NStepReplayBuffer beside it
     "sac-pendulum-nstep3": {
         "algo": "sac",

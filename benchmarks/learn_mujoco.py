@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import multiprocessing
 import os
@@ -142,6 +143,9 @@ def merge(out: Path, case: Case, steps: int, row: dict) -> dict:
     from pgrad.checkpoint import atomic_write
 
     path = out / "results" / "mujoco.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path.with_suffix(".lock"), "w")  # two invocations (one per core) may finish together
+    fcntl.flock(lock, fcntl.LOCK_EX)
     results = json.loads(path.read_text()) if path.is_file() else {}
     key = f"{case.algo} {case.env} {steps}"
     entry = results.setdefault(key, {"algo": case.algo, "env": case.env, "steps": steps, "runs": []})
@@ -149,6 +153,7 @@ def merge(out: Path, case: Case, steps: int, row: dict) -> dict:
     entry["runs"] = sorted([r for r in entry["runs"] if r["seed"] != row["seed"]] + [row], key=lambda r: r["seed"])
     entry["machine"] = machine()
     atomic_write(path, json.dumps(results, indent=2).encode())
+    lock.close()
     return results
 
 

@@ -36,7 +36,11 @@ class RunningMeanStd:
         self.count = epsilon
 
     def update(self, batch: np.ndarray) -> None:
-        batch_mean, batch_var, n = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        n = batch.shape[0]
+        if n == 1:  # one env: the row and 0, what mean and var return for it (bitwise), without their overhead
+            batch_mean, batch_var = batch[0], np.zeros_like(batch[0])
+        else:
+            batch_mean, batch_var = batch.mean(axis=0), batch.var(axis=0)
         delta, total = batch_mean - self.mean, self.count + n
         self.mean = np.asarray(self.mean + delta * n / total)  # an array even for shape () (checkpoints)
         m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total

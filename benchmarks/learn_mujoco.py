@@ -207,16 +207,15 @@ def write_figures(out: Path, results: dict) -> None:
             ax.plot(c[:, 0], c[:, 1], alpha=0.45, lw=1, label=f"seed {r['seed']}")
         if len(curves) > 1 and len({len(c) for c in curves}) == 1:
             ax.plot(curves[0][:, 0], np.mean([c[:, 1] for c in curves], axis=0), color="k", lw=2, label="mean")
-        for p in entry["published"]:
+        for p, style in zip(entry["published"], ("--", ":", "-."), strict=False):
             if p["steps"] == entry["steps"]:
-                ax.axhline(p["value"], ls="--", lw=1, color="gray")
-                ax.annotate(p["source"], (0, p["value"]), fontsize=8, color="gray", va="bottom")
+                ax.axhline(p["value"], ls=style, lw=1, color="gray", label=f"{p['source']} (published)")
         ax.set_title(f"{entry['algo']} on {entry['env']}: deterministic evaluation (10 episodes)")
         ax.set_xlabel("environment steps")
         ax.set_ylabel("return")
         ax.grid(alpha=0.3)
         if curves:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
         fig.savefig(out / "mujoco" / f"{entry['algo']}-{entry['env']}-{entry['steps']}.png", dpi=100)
         plt.close(fig)

@@ -334,6 +334,8 @@ def sb3_kwargs(hp: dict, total_steps: int) -> dict:
         "rnn_hidden_size",
         "ortho_init",
         "activation",
+        "vf_hidden_sizes",
+        "total_steps",
     )  # fmt: skip  (normalisation: VecNormalize)
     kwargs = {k: v for k, v in hp.items() if k not in dropped}
     if "noise" in hp:  # SB3 adds it in the same [-1, 1] action scale as pgrad
@@ -355,6 +357,12 @@ def sb3_kwargs(hp: dict, total_steps: int) -> dict:
             kwargs["policy_kwargs"]["ortho_init"] = hp["ortho_init"]
         if "hidden_sizes" in hp:
             kwargs["policy_kwargs"]["net_arch"] = list(hp["hidden_sizes"])
+    if "vf_hidden_sizes" in hp:  # separate π and V sizes (RL Zoo's net_arch=dict(pi=..., vf=...))
+        kwargs["policy_kwargs"]["net_arch"] = {"pi": list(hp["hidden_sizes"]), "vf": list(hp["vf_hidden_sizes"])}
+    if "activation" in hp and "rnn" not in hp:
+        from torch import nn
+
+        kwargs.setdefault("policy_kwargs", {})["activation_fn"] = {"relu": nn.ReLU, "tanh": nn.Tanh}[hp["activation"]]
     if "rnn" in hp:  # sb3-contrib's RecurrentActorCriticPolicy: an LSTM per π and V, then the MLPs
         from torch import nn
 

@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,47 @@ def run_one(job: tuple[Case, int, int, Path]) -> tuple[tuple[Case, int, int, Pat
     return job, row
 
 
-def merge(out: Path, case: Case, steps: int, row: dict) -> dict:
+def run_peer(job: tuple[Case, int, int, Path]) -> tuple[tuple[Case, int, int, Path], dict]:
+    """The same case with Stable-Baselines3 (``--peer sb3``): pgrad's preset (RL Zoo's entry) as SB3
+    arguments, VecNormalize where the entry normalises (its gamma the algorithm's, as the Zoo sets
+    it), the final deterministic evaluation on pgrad's evaluation episodes (its statistics frozen)."""
+    import stable_baselines3
+    import torch
+    from bench import evaluate_sb3, sb3_kwargs
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from pgrad.train import load_presets
+
+    case, seed, steps, _runs = job
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    torch.set_num_threads(1)
+    hp = load_presets()[case.algo][case.env]
+    env = normalizer = make_vec_env(case.env, n_envs=hp.get("n_envs", 1), seed=seed)  # (a VecNormalize below)
+    if hp.get("normalize_obs"):
+        env = normalizer = VecNormalize(env, norm_obs=True, norm_reward=hp.get("normalize_reward", False),
+                                        gamma=hp.get("gamma", 0.99))  # fmt: skip
+    kwargs = sb3_kwargs(hp, steps)
+    if "noise" in hp:  # Gaussian action noise of the env's action dimension (bench's cases have one)
+        import numpy as np
+        from stable_baselines3.common.noise import NormalActionNoise
+
+        dim = env.action_space.shape[0]
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), hp["noise_std"] * np.ones(dim))
+    cls = getattr(stable_baselines3, case.algo.upper())
+    model = cls("MlpPolicy", env, seed=seed, device="cpu", **kwargs)
+    start = time.perf_counter()
+    model.learn(steps)
+    train_s = time.perf_counter() - start
+    if hp.get("normalize_obs"):
+        normalizer.training = False
+    mean = evaluate_sb3(model, case.env, seed, normalizer=normalizer if hp.get("normalize_obs") else None)
+    row = {"seed": seed, "eval_mean": mean, "train_s": train_s, "library": f"sb3 {stable_baselines3.__version__}"}
+    print(f"SB3 {case.algo} {case.env} {steps:,} seed {seed}: {mean:.1f} ({train_s:.0f} s of training)", flush=True)
+    return job, row
+
+
+def merge(out: Path, case: Case, steps: int, row: dict, peer: str | None = None) -> dict:
     """Add one finished run to ``out/results/mujoco.json`` (read, change, write: runs finish one at a time)."""
     from pgrad.checkpoint import atomic_write
 
@@ -151,7 +192,10 @@ def merge(out: Path, case: Case, steps: int, row: dict) -> dict:
     key = f"{case.algo} {case.env} {steps}"
     entry = results.setdefault(key, {"algo": case.algo, "env": case.env, "steps": steps, "runs": []})
     entry["published"] = [vars(p) for p in case.published]
-    entry["runs"] = sorted([r for r in entry["runs"] if r["seed"] != row["seed"]] + [row], key=lambda r: r["seed"])
+    field = f"{peer}_runs" if peer else "runs"  # a peer's runs of the case, on this machine, beside pgrad's
+    entry[field] = sorted(
+        [r for r in entry.get(field, []) if r["seed"] != row["seed"]] + [row], key=lambda r: r["seed"]
+    )
     entry["machine"] = machine()
     atomic_write(path, json.dumps(results, indent=2).encode())
     lock.close()
@@ -168,11 +212,15 @@ def write_markdown(out: Path, results: dict) -> None:
         "their protocol below the table. Wall time is per run (its twenty 10-episode evaluations included),",
         "on the machine named with each row.",
         "",
-        "| env | algorithm | steps | seeds | pgrad | per seed | published | wall min / run | machine |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| env | algorithm | steps | seeds | pgrad | per seed | SB3 here, same seeds | published | wall min / run"
+        " | machine |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for entry in results.values():
         runs = entry["runs"]
+        if not runs:  # only a peer's runs so far
+            continue
+        peer = ", ".join(f"s{r['seed']}: {r['eval_mean']:,.0f}" for r in entry.get("sb3_runs", [])) or "–"
         means = [r["eval_mean"] for r in runs]
         spread = f" ± {statistics.stdev(means):,.0f}" if len(means) > 1 else ""
         per_seed = ", ".join(f"s{r['seed']}: {r['eval_mean']:,.0f}" for r in runs)
@@ -181,7 +229,7 @@ def write_markdown(out: Path, results: dict) -> None:
         wall = f"{statistics.fmean(times) / 60:.0f}" if times else "-"
         lines.append(
             f"| {entry['env']} | {entry['algo']} | {entry['steps']:,} | {len(runs)} | {statistics.fmean(means):,.0f}"
-            f"{spread} | {per_seed} | {published} | {wall} | {entry['machine']} |"
+            f"{spread} | {per_seed} | {peer} | {published} | {wall} | {entry['machine']} |"
         )
     lines += ["", "Published protocols:", ""] + [f"- **{name}**: {text}" for name, text in PROTOCOLS.items()]
     lines += [
@@ -229,6 +277,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, each pinned to its own core")
     parser.add_argument("--out", default=str(HERE), help="where mujoco.md, mujoco/ and results/mujoco.json go")
     parser.add_argument("--runs", default="runs/mujoco", help="where the run directories go")
+    parser.add_argument(
+        "--peer", choices=("sb3",), default=None, help="run the cases with SB3 instead (a column beside)"
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and stop")
     args = parser.parse_args()
     wanted = args.only.split(",") if args.only else None
@@ -240,8 +291,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     jobs = [(c, s, args.steps or c.steps, Path(args.runs)) for c in cases for s in (seeds or c.seeds)]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for job, row in pool.imap_unordered(run_one, jobs, chunksize=1):
-            results = merge(Path(args.out), job[0], job[2], row)
+        for job, row in pool.imap_unordered(run_peer if args.peer else run_one, jobs, chunksize=1):
+            results = merge(Path(args.out), job[0], job[2], row, args.peer)
             write_markdown(Path(args.out), results)
             write_figures(Path(args.out), results)
 

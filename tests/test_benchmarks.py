@@ -81,6 +81,12 @@ def test_learn_mujoco_trains_reads_finished_runs_back_and_merges_results(tmp_pat
     assert "seed 0: finished in" in second.stdout and (done / "model.safetensors").stat().st_mtime_ns == model
     results = json.loads((tmp_path / "out" / "results" / "mujoco.json").read_text())
     assert [r["seed"] for r in results["ppo Hopper-v5 1024"]["runs"]] == [0, 1]
+    # SB3 on seed 0 with the same preset, as the column beside pgrad's
+    peer = subprocess.run([*script, "--seeds", "0", "--peer", "sb3"], capture_output=True, text=True, timeout=300)
+    assert peer.returncode == 0 and "SB3 ppo Hopper-v5 1,024 seed 0" in peer.stdout, peer.stderr[-2000:]
+    sb3 = json.loads((tmp_path / "out" / "results" / "mujoco.json").read_text())["ppo Hopper-v5 1024"]["sb3_runs"]
+    assert [r["seed"] for r in sb3] == [0] and sb3[0]["library"].startswith("sb3 ")
     table = (tmp_path / "out" / "mujoco.md").read_text()
     assert "| Hopper-v5 | ppo | 1,024 | 2 |" in table and "2,410 ± 10 (Zoo, 1M)" in table
+    assert f"| s0: {sb3[0]['eval_mean']:,.0f} |" in table
     assert (tmp_path / "out" / "mujoco" / "ppo-Hopper-v5-1024.png").stat().st_size > 1000

@@ -274,15 +274,23 @@ def load_native(value, saved: object) -> None:
                 f"the saved Atari emulator state is refused by ale-py {ale_py.__version__} ({why})"
             ) from None
     else:
-        shape, dtype = (len(value), *value[0].shape), value[0].dtype
-        if not (isinstance(saved, np.ndarray) and saved.shape == shape and saved.dtype == dtype):
-            got = f"{saved.dtype}{list(saved.shape)}" if isinstance(saved, np.ndarray) else type(saved).__name__
-            raise ValueError(f"the saved frames are {got}, this env's are {dtype}{list(shape)}")
-        if isinstance(value, deque):
-            value.clear()
-            value.extend(saved.copy())
-        else:
-            value[:] = list(saved.copy())
+        load_arrays(value, saved)
+
+
+def load_arrays(value: deque | list, saved: object) -> None:
+    """Refill a deque or list of arrays (a frame stack, or a user env's list that grows) with the
+    saved rows, in place: as many as were saved, each of this env's element shape and dtype."""
+    if not isinstance(saved, np.ndarray) or saved.ndim == 0:
+        raise ValueError(f"the saved arrays are a {type(saved).__name__}, not a stacked array")
+    if value and (saved.shape[1:], saved.dtype) != (value[0].shape, value[0].dtype):
+        raise ValueError(f"the saved arrays are {saved.dtype}{list(saved.shape[1:])} each, this env's "
+                         f"{value[0].dtype}{list(value[0].shape)}")  # fmt: skip
+    rows = list(saved.copy())
+    if isinstance(value, deque):
+        value.clear()
+        value.extend(rows)
+    else:
+        value[:] = rows
 
 
 def load_mjdata(data, saved: bytes) -> None:
@@ -368,7 +376,9 @@ class SimState(gym.Wrapper):
         for full_key, value in state.items():
             name, key = full_key.split(".", 1)
             current = getattr(layers[name], key, None)
-            if not isinstance(current, SIM_TYPES) and native_kind(current):
+            if isinstance(current, (deque, list)) and isinstance(value, np.ndarray):  # empty now, perhaps
+                load_arrays(current, value)
+            elif not isinstance(current, SIM_TYPES) and native_kind(current):
                 load_native(current, value)
             else:
                 setattr(layers[name], key, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -117,3 +118,42 @@ def test_unsupported_observation_space_is_named():
     gym.register("pgrad-test/DictObs-v0", entry_point=DictObs)
     with pytest.raises(ValueError, match="observation space Sequence.* at s is not supported"):
         make_vec_env("pgrad-test/DictObs-v0")
+
+
+class Trail(gym.Env):
+    """A user's env that remembers its positions in a list that grows (empty after a reset): a list of
+    arrays is state, saved and refilled in place whatever its length."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.trail = []
+        return self.np_random.normal(size=2).astype(np.float32), {}
+
+    def step(self, action):
+        self.trail.append(np.asarray(action, np.float32) + self.np_random.normal(size=2).astype(np.float32))
+        obs = np.sum(self.trail, axis=0, dtype=np.float32)
+        return obs, float(-np.abs(obs).sum()), False, len(self.trail) >= 50, {}
+
+
+def test_a_growing_list_of_arrays_is_copied_whatever_its_length():
+    import pickle
+
+    from pgrad.envs import VecEnv
+
+    envs = VecEnv(Trail, 2, seed=0)
+    envs.reset()
+    actions = np.random.default_rng(0).uniform(-1, 1, (120, 2, 2)).astype(np.float32)
+    for a in actions[:30]:
+        envs.step(a)
+    saved = pickle.loads(pickle.dumps(envs.sim_state()))
+    assert saved["env0.layer0.trail"].shape == (30, 2)  # a class as the env: no wrapper below SimState
+    expected = [envs.step(a) for a in actions[30:]]
+    copy = VecEnv(Trail, 2, seed=5)
+    copy.reset()  # its trails are empty
+    copy.load_sim_state(saved)
+    assert isinstance(copy.envs.envs[0].unwrapped.trail, list)
+    for e, c in zip(expected, (copy.step(a) for a in actions[30:]), strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(e, c, strict=True))

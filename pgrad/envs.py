@@ -258,7 +258,8 @@ def _as_bytes(saved: object, what: str) -> bytes:
 
 def load_native(value, saved: object) -> None:
     """Write a :func:`native_state` back into ``value`` in place (the env and its renderer hold it),
-    after checking that it fits: a ``ValueError`` naming what does not."""
+    after checking that it fits: a ``ValueError`` naming what does not. A deque or list (even an
+    empty one) is refilled with the saved rows."""
     kind = native_kind(value)
     if kind == "mjdata":
         load_mjdata(value, _as_bytes(saved, "MuJoCo"))
@@ -368,7 +369,7 @@ class SimState(gym.Wrapper):
         MjData's bytes vary in length with the arena in use: a saved one may be longer or shorter
         than a fresh env's)."""
         return [f"{name}.{key}" for name, layer in self._layers() for key, value in vars(layer).items()
-                if not isinstance(value, SIM_TYPES) and native_kind(value)]  # fmt: skip
+                if native_kind(value)]  # fmt: skip
 
     @pgrad_sim_state.setter
     def pgrad_sim_state(self, state: dict) -> None:
@@ -376,10 +377,8 @@ class SimState(gym.Wrapper):
         for full_key, value in state.items():
             name, key = full_key.split(".", 1)
             current = getattr(layers[name], key, None)
-            if isinstance(current, (deque, list)) and isinstance(value, np.ndarray):  # empty now, perhaps
-                load_arrays(current, value)
-            elif not isinstance(current, SIM_TYPES) and native_kind(current):
-                load_native(current, value)
+            if native_kind(current) or (isinstance(current, (deque, list)) and isinstance(value, np.ndarray)):
+                load_native(current, value)  # in place (a list of arrays may be empty after the reset)
             else:
                 setattr(layers[name], key, value)
 

@@ -315,8 +315,9 @@ CASES["td3-pendulum"]["hp"] = CASES["ddpg-pendulum"]["hp"] = {
 }
 
 
-def sb3_kwargs(hp: dict, total_steps: int) -> dict:
-    """pgrad field names → SB3 constructor arguments (schedules as SB3 callables)."""
+def sb3_kwargs(hp: dict, total_steps: int, action_dim: int = 1) -> dict:
+    """pgrad field names → SB3 constructor arguments (schedules as SB3 callables; action noise of
+    ``action_dim`` dimensions)."""
     dropped = (
         "n_envs",
         "lr_schedule",
@@ -342,7 +343,7 @@ def sb3_kwargs(hp: dict, total_steps: int) -> dict:
         import numpy as np
         from stable_baselines3.common.noise import NormalActionNoise
 
-        kwargs["action_noise"] = NormalActionNoise(np.zeros(1), hp["noise_std"] * np.ones(1))
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(action_dim), hp["noise_std"] * np.ones(action_dim))
     if "hidden_sizes" in hp and "preprocess" not in hp:  # CnnPolicy's default is already linear heads
         kwargs["policy_kwargs"] = {"net_arch": list(hp["hidden_sizes"])}
     if hp.get("lr_schedule") == "linear":

@@ -167,13 +167,7 @@ def run_peer(job: tuple[Case, int, int, Path]) -> tuple[tuple[Case, int, int, Pa
     if hp.get("normalize_obs"):
         env = normalizer = VecNormalize(env, norm_obs=True, norm_reward=hp.get("normalize_reward", False),
                                         gamma=hp.get("gamma", 0.99))  # fmt: skip
-    kwargs = sb3_kwargs(hp, steps)
-    if "noise" in hp:  # Gaussian action noise of the env's action dimension (bench's cases have one)
-        import numpy as np
-        from stable_baselines3.common.noise import NormalActionNoise
-
-        dim = env.action_space.shape[0]
-        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), hp["noise_std"] * np.ones(dim))
+    kwargs = sb3_kwargs(hp, steps, action_dim=env.action_space.shape[0])
     cls = getattr(stable_baselines3, case.algo.upper())
     model = cls("MlpPolicy", env, seed=seed, device="cpu", **kwargs)
     start = time.perf_counter()

@@ -25,6 +25,7 @@ USAGE = """usage: pgrad <command> ...
 commands:
   train ALGO [--env ENV] [--total-steps N] [--seed S] [--preset auto|none] [FLAGS]   train an agent
   train ALGO --zoo-file hyperparams/ALGO.yml --env ENV [FLAGS]                    an RL Zoo entry in place of the preset
+  train ppo --seeds 0-15 [FLAGS]                                                  many seeds as one stacked model, a run each
   train --resume RUN_DIR [--total-steps N]                                        continue (or extend) a run
   eval RUN_DIR [--episodes 10] [--best] [--video out.mp4]                         evaluate a saved agent
   export RUN_DIR -o policy.onnx [--format onnx|torchscript] [--best]              the policy for deployment
@@ -88,13 +89,26 @@ def cmd_train(argv: list[str]) -> int:
     from pgrad.train import resolve_config, resume, run
 
     if argv and (argv[0] == "--resume" or argv[0].startswith("--resume=")):
-        return _training(lambda: resume(*_resume_args(argv)))
+        run_dir, _, total_steps = _resume_args(argv)
+        if (Path(run_dir) / "seeds.json").is_file():  # a stacked run of many seeds: all of them
+            from pgrad.seeds import resume_seeds
+
+            return _training(lambda: resume_seeds(run_dir, total_steps))
+        return _training(lambda: resume(run_dir, None, total_steps))
     if not argv or argv[0].startswith("-"):
         raise UsageError("pgrad train needs an algorithm: pgrad train ALGO [flags] (see `pgrad list`)")
     entry = get_algo(argv[0])
     rest, env_kwargs, wrappers, check_env = _env_flags(argv[1:])
     preset, rest = _take_flag(rest, "--preset")
     zoo_file, rest = _take_flag(rest, "--zoo-file")
+    seeds_text, rest = _take_flag(rest, "--seeds")
+    seeds = None
+    if seeds_text is not None:
+        from pgrad.seeds import check_stackable, parse_seeds
+
+        seeds = parse_seeds(seeds_text)
+        if _flag_value(rest, "--seed") is not None:
+            raise UsageError("--seeds replaces --seed: give one of them")
     zoo = None
     if zoo_file is not None:
         if preset is not None:
@@ -131,6 +145,11 @@ def cmd_train(argv: list[str]) -> int:
         sources[name] = "user"
     if cfg.env != env:  # --env given twice, say: the spec follows the config's value
         spec = EnvSpec.from_user(cfg.env, env_kwargs, wrappers)
+    if seeds is not None:
+        from pgrad.seeds import run_seeds
+
+        check_stackable(entry.name, cfg)
+        return _training(lambda: run_seeds(entry.name, cfg, seeds, sources, preset_name, spec, check_env))
     return _training(lambda: run(entry.name, cfg, sources, preset_name, spec, check_env))
 
 
@@ -156,6 +175,7 @@ ENV_FLAGS_HELP = """environment flags (besides --env ID | module:EnvId | module:
   --no-check-env               skip gymnasium's env checker on a user's env
 config flags (besides the fields above):
   --preset auto|none           the (algo, env) preset, or the plain defaults
+  --seeds 0-15 | 0,1,2         train these seeds in one process, their networks stacked (ppo); runs RUN_DIR/seed-S
   --zoo-file hyperparams.yml   an RL Zoo file's entry for --env in place of the preset"""
 
 
@@ -294,10 +314,18 @@ def cmd_plot(argv: list[str]) -> int:
         if (Path(run) / "sweep.json").is_file():  # a sweep: its trials, seeds grouped into mean ± std
             trials = json.loads((Path(run) / "sweep.json").read_text())["trials"]
             runs += [t["run_dir"] for t in trials if (Path(t["run_dir"]) / "progress.csv").is_file()]
+        elif (Path(run) / "seeds.json").is_file():  # many seeds trained as one (--seeds): mean ± std
+            try:
+                listed = [str(r) for r in json.loads((Path(run) / "seeds.json").read_text())["runs"]]
+            except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+                raise UsageError(f"{Path(run) / 'seeds.json'} is unreadable ({type(e).__name__}: {e})") from None
+            runs += [str(Path(run) / r) for r in listed if (Path(run) / r / "progress.csv").is_file()]
         elif (Path(run) / "progress.csv").is_file():
             runs.append(run)
         else:
-            raise UsageError(f"{run!r} is not a pgrad run or sweep directory (no progress.csv or sweep.json)")
+            raise UsageError(
+                f"{run!r} is not a pgrad run, --seeds or sweep directory (no progress.csv, seeds.json or sweep.json)"
+            )
     check_output(args.output)
     columns = {c for run in runs for c in metric_columns(Path(run))}
     if args.metric not in columns:

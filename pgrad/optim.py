@@ -155,6 +155,36 @@ class RMSprop(_LeanStep, torch.optim.RMSprop):
         torch._foreach_addcdiv_(params, grads, avg, value=-group["lr"])
 
 
+def step_together(optimizers: list[Adam]) -> None:
+    """Each of ``optimizers``' steps (many seeds' Adams, ``pgrad train --seeds``), in one fused
+    kernel call when they are lean Adams of one parameter group each with the same hyperparameters
+    and their state exists (Adam is elementwise: one call over all their tensors computes what
+    each step computes); otherwise each takes its own step."""
+    groups = [o.param_groups[0] for o in optimizers]
+    first = groups[0]
+    hyper = ("lr", "betas", "eps")
+    lean = all(
+        type(o) is Adam and o.lean and len(o.param_groups) == 1 and o._lean_group(g)
+        and all(g[k] == first[k] for k in hyper)
+        for o, g in zip(optimizers, groups, strict=True)
+    )  # fmt: skip
+    params = [p for g in groups for p in g["params"] if p.grad is not None] if lean else []
+    states = [o.state[p] for o, g in zip(optimizers, groups, strict=True) for p in g["params"] if p.grad is not None]
+    if not (lean and params and all(states)):
+        for o in optimizers:
+            o.step()
+        return
+    with torch.no_grad():
+        try:
+            optimizers[0]._lean_step(first, params, [p.grad for p in params], states)
+        except (TypeError, RuntimeError, AttributeError):  # another torch build's kernel: each its own step
+            for state in states:
+                state["step"] -= 1
+            for o in optimizers:
+                o.lean = False
+                o.step()
+
+
 def adam(
     params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8, betas: tuple[float, float] = (0.9, 0.999)
 ) -> Adam:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import difflib
@@ -11,6 +12,8 @@ import random
 import signal
 import threading
 import tomllib
+from collections.abc import Callable, Iterator
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -207,6 +210,21 @@ class Trainer:
         self.checkpoint_step: int | None = None
         self._stop_signal: int | None = None
         self._stop_requested = False
+        self.begun = False  # config.json written: the directory is this run's
+
+    def begin(self, sources: dict[str, str] | None, preset: str | None) -> None:
+        """The run is sure to start: its directory's old files go, ``config.json`` is written."""
+        remove_run_files(self.run_dir)  # an overwritten run keeps nothing of the old one
+        config = {
+            "algo": self.entry.name,
+            "config": to_jsonable(self.cfg),
+            "sources": sources or {},
+            "preset": preset,
+            "env_spec": self.user_spec.to_json(),
+            "versions": {"torch": torch.__version__, "gymnasium": gym.__version__},
+        }
+        checkpoint.atomic_write(self.run_dir / "config.json", json.dumps(config, indent=2).encode())
+        self.begun = True
 
     def _build(self, action_mode: str):
         """The algorithm, its agent and its loop, on the env built (memory checked first)."""
@@ -381,7 +399,18 @@ class Trainer:
             )
 
     def poll(self, global_step: int) -> None:
-        """A checkpoint when one is due, and the stop a signal asked for (with one)."""
+        """A checkpoint when one is due, the stop a callback asked for, and the stop a signal
+        asked for (with a checkpoint)."""
+        self.poll_due(global_step)
+        if self._stop_signal is not None and global_step < self.cfg.total_steps:
+            self.save_checkpoint(global_step)
+            name = signal.Signals(self._stop_signal).name
+            raise Interrupted(
+                f"{name}: stopped at step {global_step:,} with a checkpoint; resume with: pgrad train --resume {self.run_dir}"
+            )
+
+    def poll_due(self, global_step: int) -> None:
+        """A checkpoint when one is due; the stop a callback asked for."""
         cfg, c = self.cfg, self.counters
         last = global_step >= cfg.total_steps
         if cfg.checkpoint_every and global_step >= c["next_checkpoint"] and not last:
@@ -391,12 +420,6 @@ class Trainer:
             self.plot_curve()
         if self._stop_requested and not last:
             raise _StopRequested(global_step)
-        if self._stop_signal is not None and not last:
-            self.save_checkpoint(global_step)
-            name = signal.Signals(self._stop_signal).name
-            raise Interrupted(
-                f"{name}: stopped at step {global_step:,} with a checkpoint; resume with: pgrad train --resume {self.run_dir}"
-            )
 
     def plot_curve(self) -> None:
         """``curve.png``: the training returns so far; redrawn at each checkpoint and evaluation, and at the end."""
@@ -413,46 +436,59 @@ class Trainer:
         self._stop_signal = signum
 
     def run(self, resume_step: int | None = None) -> Agent:
-        cfg, run_dir = self.cfg, self.run_dir
-        info = RunInfo(self.entry.name, cfg, run_dir, resume_step or 0, self.agent)
+        with stop_signals([self]), self.session(resume_step) as logger:
+            steps = self.guarded(lambda: self.loop.run(partial(self.on_update, logger), self.poll))
+            self.elapsed = logger.elapsed
+            self.final_checkpoint(steps)
+        return self.finish(steps)
+
+    @contextlib.contextmanager
+    def session(self, resume_step: int | None = None) -> Iterator[RunLogger]:
+        """Around the loop: the callbacks' start, the trackers, the logger (yielded); a failure
+        marks the trackers failed, and the envs are closed whatever happens."""
+        info = RunInfo(self.entry.name, self.cfg, self.run_dir, resume_step or 0, self.agent)
         for cb in self.callbacks:
             cb.on_training_start(info)
-        trackers = Trackers(cfg, run_dir, self.entry.name, to_jsonable(cfg))
-        trackers.start()
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.trackers = Trackers(self.cfg, self.run_dir, self.entry.name, to_jsonable(self.cfg))
+        self.trackers.start()
         try:
-            tracked = trackers if trackers.items else None
-            logger = RunLogger(run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step, tracked)
-            with logger:
-                try:
-                    steps = self.loop.run(lambda step, metrics: self.on_update(logger, step, metrics), self.poll)
-                except _StopRequested as stop:
-                    steps = stop.step
-                except NonFiniteError as e:
-                    where = (
-                        f"the last good checkpoint (step {self.checkpoint_step:,}) is in {run_dir}"
-                        if self.checkpoint_step is not None
-                        else "no checkpoint was written before it"
-                    )
-                    raise NonFiniteError(f"{e}; {where}") from None
-                elapsed = logger.elapsed
-            if cfg.save_final_checkpoint or cfg.checkpoint_every:
-                self.save_checkpoint(steps)  # `--resume RUN --total-steps N` extends the run from here
+            cfg, tracked = self.cfg, self.trackers if self.trackers.items else None
+            with RunLogger(
+                self.run_dir, cfg.total_steps, cfg.tensorboard, cfg.progress_bar, resume_step, tracked
+            ) as logger:
+                yield logger
         except BaseException:
-            trackers.finish(failed=True)
+            self.trackers.finish(failed=True)
             raise
         finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
             self.env.close()
+
+    def guarded(self, train: Callable[[], int]) -> int:
+        """``train()``'s steps; a callback's stop ends the run there, a NaN names the last checkpoint."""
         try:
-            self._finish(steps, elapsed, trackers)
+            return train()
+        except _StopRequested as stop:
+            return stop.step
+        except NonFiniteError as e:
+            where = (
+                f"the last good checkpoint (step {self.checkpoint_step:,}) is in {self.run_dir}"
+                if self.checkpoint_step is not None
+                else "no checkpoint was written before it"
+            )
+            raise NonFiniteError(f"{e}; {where}") from None
+
+    def final_checkpoint(self, steps: int) -> None:
+        if self.cfg.save_final_checkpoint or self.cfg.checkpoint_every:
+            self.save_checkpoint(steps)  # `--resume RUN --total-steps N` extends the run from here
+
+    def finish(self, steps: int) -> Agent:
+        """The finished run's files and summary (``_finish``), then the trackers' and callbacks' end."""
+        try:
+            self._finish(steps, self.elapsed, self.trackers)
         except BaseException:
-            trackers.finish(failed=True)
+            self.trackers.finish(failed=True)
             raise
-        trackers.finish()
+        self.trackers.finish()
         for cb in self.callbacks:
             cb.on_training_end(self.agent, steps)
         return self.agent
@@ -480,6 +516,26 @@ class Trainer:
             print_summary(Console(), self.entry.name, cfg, steps, elapsed, self.agent.evaluation, run_dir, stopped)
 
 
+@contextlib.contextmanager
+def stop_signals(trainers: list[Trainer]) -> Iterator[None]:
+    """SIGINT/SIGTERM ask ``trainers`` to stop at their next poll, with a checkpoint (a second
+    signal stops at once); from the main thread only, where Python delivers signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame) -> None:
+        for trainer in trainers:
+            trainer._on_signal(signum, frame)
+
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
 def run(
     algo: str,
     cfg: RunConfig,
@@ -500,32 +556,31 @@ def run(
     spec = spec or EnvSpec.from_user(cfg.env)
     if check_env and not spec.builtin:
         check_user_env(spec, check_spaces)
-    run_dir = run_dir_for(entry.name, cfg)
+    with prepared(entry.name, cfg, spec, callbacks) as trainer:
+        trainer.begin(sources, preset)
+        return trainer.run()
+
+
+@contextlib.contextmanager
+def prepared(algo: str, cfg: RunConfig, spec: EnvSpec, callbacks: Any = None) -> Iterator[Trainer]:
+    """The run directory created and locked, the trainer built on it (and ``init_from`` loaded),
+    the lock held until the block ends. A failure before :meth:`Trainer.begin` writes anything
+    (the trainer's own checks, or another seed's) closes its envs and leaves no debris."""
+    run_dir = run_dir_for(algo, cfg)
     lock, created = open_run_dir(run_dir, cfg.overwrite)
+    trainer = None
     try:
-        try:
-            trainer = Trainer(entry.name, cfg, run_dir, spec, callbacks)
-            try:
-                if cfg.init_from is not None:
-                    init_from(trainer, cfg.init_from)
-            except BaseException:
-                trainer.env.close()
-                raise
-        except BaseException:
+        trainer = Trainer(algo, cfg, run_dir, spec, callbacks)
+        if cfg.init_from is not None:
+            init_from(trainer, cfg.init_from)
+        yield trainer
+    except BaseException:
+        if trainer is None or not trainer.begun:
+            if trainer is not None:
+                trainer.env.close()  # async envs' subprocesses
             lock.release()
             discard_run_dir(run_dir, created)
-            raise
-        remove_run_files(run_dir)  # an overwritten run keeps nothing of the old one
-        config = {
-            "algo": entry.name,
-            "config": to_jsonable(cfg),
-            "sources": sources or {},
-            "preset": preset,
-            "env_spec": spec.to_json(),
-            "versions": {"torch": torch.__version__, "gymnasium": gym.__version__},
-        }
-        checkpoint.atomic_write(run_dir / "config.json", json.dumps(config, indent=2).encode())
-        return trainer.run()
+        raise
     finally:
         lock.release()
 
@@ -582,6 +637,16 @@ def resume(run_dir: str | Path, env: Any = None, total_steps: int | None = None,
     ``total_steps``: extend the run to this many steps (a finished run with its final checkpoint:
     ``save_final_checkpoint`` or ``checkpoint_every``); a linear learning-rate schedule then spans
     the new total, as SB3's ``learn(reset_num_timesteps=False)``."""
+    with resumed(run_dir, env, total_steps, callbacks) as (trainer, step):
+        return trainer.run(resume_step=step)
+
+
+@contextlib.contextmanager
+def resumed(
+    run_dir: str | Path, env: Any = None, total_steps: int | None = None, callbacks: Any = None
+) -> Iterator[tuple[Trainer, int]]:
+    """The run in ``run_dir`` locked, its trainer built and restored from its checkpoint:
+    ``(trainer, step)`` for the block, which runs it (:func:`resume`)."""
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
     if not path.is_file():
@@ -615,10 +680,10 @@ def resume(run_dir: str | Path, env: Any = None, total_steps: int | None = None,
                 data["config"]["total_steps"] = cfg.total_steps
                 data.setdefault("sources", {})["total_steps"] = "user"
                 checkpoint.atomic_write(path, json.dumps(data, indent=2).encode())
+            yield trainer, step
         except BaseException:
-            trainer.env.close()
+            trainer.env.close()  # closing twice (after the run's own close) is harmless
             raise
-        return trainer.run(resume_step=step)
     finally:
         lock.release()
 
@@ -653,8 +718,9 @@ def train(
     check_env: bool = True,
     callbacks: Any = None,
     zoo_file: str | os.PathLike | None = None,
+    seeds: Any = None,
     **fields: Any,
-) -> Agent:
+) -> Any:
     """Train and return an :class:`Agent`; ``fields`` are config fields of ``algo`` (SB3 names).
 
     ``env``: a registered id (``env_kwargs`` go to ``gym.make``), ``"module:EnvId"`` or
@@ -669,6 +735,10 @@ def train(
     Unlike the CLI, it prints nothing unless asked (``verbose=1``: evaluation lines and the summary;
     ``progress_bar=True``) and keeps the final checkpoint (``save_final_checkpoint=True``), so
     ``agent.learn(steps)`` can continue the run.
+
+    ``seeds`` (in place of ``seed``: a range or list of two or more): train every seed in this one
+    process, their networks stacked (``pgrad.seeds``; PPO), each seed an ordinary run in
+    ``run_dir/seed-S``; returns the seeds' agents in order.
     """
     zoo = None
     if zoo_file is not None:
@@ -685,5 +755,17 @@ def train(
     overrides.setdefault("save_final_checkpoint", True)
     if not isinstance(check_env, bool):
         raise ValueError(f"check_env={check_env!r} is invalid: must be True or False")
+    if seeds is not None:
+        from pgrad.seeds import check_stackable, parse_seeds, run_seeds
+
+        if seed is not None:
+            raise ValueError("seeds replaces seed: give one of them")
+        listed = list(seeds) if isinstance(seeds, (range, list, tuple)) else None
+        if listed is None or not all(type(s) is int for s in listed):
+            raise ValueError(f"seeds={seeds!r} is invalid: a range or list of integers (range(16), [0, 1, 2])")
+        seeds = parse_seeds(",".join(map(str, listed)))
     cfg, sources, preset_name = resolve_config(algo, spec.name, preset, overrides, spec.id is not None, zoo)
+    if seeds is not None:
+        check_stackable(get_algo(algo).name, cfg)
+        return run_seeds(algo, cfg, seeds, sources, preset_name, spec, check_env, checked(callbacks))
     return run(algo, cfg, sources, preset_name, spec, check_env, checked(callbacks))

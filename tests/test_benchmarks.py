@@ -90,3 +90,16 @@ def test_learn_mujoco_trains_reads_finished_runs_back_and_merges_results(tmp_pat
     assert "| Hopper-v5 | ppo | 1,024 | 2 |" in table and "2,410 ± 10 (Zoo, 1M)" in table
     assert f"| s0: {sb3[0]['eval_mean']:,.0f} |" in table
     assert (tmp_path / "out" / "mujoco" / "ppo-Hopper-v5-1024.png").stat().st_size > 1000
+
+
+def test_seeds_benchmark_trains_both_ways_and_records_returns(tmp_path):
+    """benchmarks/seeds.py at a tiny budget: one by one and stacked, the same seeds' evaluations."""
+    import json
+
+    done = subprocess.run([sys.executable, str(BENCH / "seeds.py"), "--seeds", "0-1", "--steps", "512",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "seeds" / "ppo-cartpole-2x512.json").read_text())
+    assert set(record["results"]) == {"one-by-one", "stacked"} and record["seeds"] == [0, 1]
+    assert all(len(r["returns"]) == 2 and r["sps"] > 0 for r in record["results"].values())
+    assert "| stacked |" in done.stdout and "cores (" in record["machine"]  # the CPU and its extensions named

@@ -192,3 +192,29 @@ def test_user_forward_hooks_fire_in_training_and_acting():
     net.value(torch.zeros(1, 3))
     handle.remove()
     assert torch.nn.Linear in global_seen
+
+
+@pytest.mark.parametrize("kernel", ["fused", "other-signature"])
+def test_step_together_equals_each_optimizers_own_step(kernel, monkeypatch):
+    """Many seeds' Adams stepped as one fused call (``--seeds``) take exactly each one's own step,
+    the first (which creates the state) included; with a kernel that refuses the arguments, each
+    takes its own step through torch's."""
+    if kernel == "other-signature":
+        monkeypatch.setattr(optim, "_FUSED_ADAM", lambda *args, **kwargs: (_ for _ in ()).throw(TypeError("new args")))
+    nets = _nets(6)
+    together, alone = [Adam(n.parameters(), lr=1e-3, eps=1e-5) for n in nets[:3]], nets[3:]
+    singles = [torch.optim.Adam(n.parameters(), lr=1e-3, eps=1e-5, fused=True) for n in alone]
+    g = torch.Generator().manual_seed(2)
+    for _t in range(5):
+        for k, (a, b) in enumerate(zip(nets[:3], alone, strict=True)):
+            obs = torch.randn(8, 4, generator=g) * (k + 1)  # each seed its own data
+            for net in (a, b):
+                net.zero_grad(set_to_none=True)
+                dist, values = net(obs)
+                (values.pow(2).mean() - dist.entropy().mean()).backward()
+        optim.step_together(together)
+        for opt in singles:
+            opt.step()
+    for a, b in zip(nets[:3], alone, strict=True):
+        _assert_same_weights(a, b)
+    assert all(opt.lean == (kernel == "fused") for opt in together)

@@ -272,16 +272,29 @@ class OnPolicyLoop:
         state = reset_where(self.memory, self.episode_start) if next_episode else self.memory
         return acting.value_recurrent(policy, obs, state)
 
+    def next_rollout(self) -> dict[str, float]:
+        """Collect one rollout into the buffer; the episode statistics after it."""
+        episode_stats = self.stats.add_episodes(self.collect())
+        self.global_step += self.n_steps * self.buf.n_envs
+        return episode_stats
+
+    def progress_remaining(self) -> float:
+        """1 before the first update, → 0 at the last (schedules)."""
+        return 1.0 - self.update / self.n_updates
+
+    def updated(self, metrics: dict[str, float], episode_stats: dict[str, float], on_update: OnUpdate) -> None:
+        """The update is done: count it, check it, report it."""
+        self.update += 1
+        check_finite(metrics, self.global_step, self.named_params)
+        on_update(self.global_step, episode_stats | metrics)
+
     def run(self, on_update: OnUpdate, poll: Poll = no_poll) -> int:
         """``on_update(global_step, metrics)`` after each update, then ``poll(global_step)``
         (checkpoints, stop requests: the loop's state is whole there)."""
         while self.update < self.n_updates:
-            episode_stats = self.stats.add_episodes(self.collect())
-            self.global_step += self.n_steps * self.buf.n_envs
-            metrics = self.algo.update(self.buf, progress_remaining=1.0 - self.update / self.n_updates)
-            self.update += 1
-            check_finite(metrics, self.global_step, self.named_params)
-            on_update(self.global_step, episode_stats | metrics)
+            episode_stats = self.next_rollout()
+            metrics = self.algo.update(self.buf, progress_remaining=self.progress_remaining())
+            self.updated(metrics, episode_stats, on_update)
             poll(self.global_step)
         return self.global_step
 

@@ -13,6 +13,8 @@ epoch, global grad-norm clip, linear annealing, k3 approx-KL, optional target-KL
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,7 +37,8 @@ from pgrad.config import (
 )
 from pgrad.estimators import explained_variance, standardize
 from pgrad.networks import actor_critic_for, evaluate_batch, evaluate_rollout
-from pgrad.optim import adam, clip_grad_norm_
+from pgrad.optim import adam, clip_grad_norm_, step_together
+from pgrad.stack import StackedParameters
 
 
 @dataclass(frozen=True)
@@ -156,11 +159,34 @@ class PPO:
         self.generator = torch.Generator().manual_seed(cfg.seed)  # minibatch shuffles
         self.kl_coef = cfg.kl_coef  # β of the KL-penalty objectives, adapted after each update
 
-    def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
+    def schedules(self, progress_remaining: float) -> tuple[float, float]:
+        """This update's learning rate (set on the optimizer) and clip range ε."""
         cfg = self.cfg
         learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
-        clip_range = schedule(cfg.clip_range, cfg.clip_range_schedule, progress_remaining)
         set_learning_rate(self.optimizer, learning_rate)
+        return learning_rate, schedule(cfg.clip_range, cfg.clip_range_schedule, progress_remaining)
+
+    def step(self) -> None:
+        """One optimizer step on the gradients in place: global grad-norm clip, then Adam."""
+        if self.cfg.max_grad_norm > 0:
+            clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        self.optimizer.step()
+
+    def metrics(
+        self, history: list[Tensor], old_values: Tensor, returns: Tensor, learning_rate: float, clip_range: float
+    ) -> dict[str, float]:
+        """The update's metrics: the minibatches' mean loss terms (``history``: one row each)."""
+        means = torch.stack(history).mean(0).tolist() if history else [float("nan")] * len(LOSS_TERMS)
+        metrics = {f"losses/{k}": v for k, v in zip(LOSS_TERMS, means, strict=True)}
+        metrics["losses/explained_variance"] = float(explained_variance(old_values, returns))
+        metrics["charts/learning_rate"] = learning_rate
+        metrics["charts/clip_range"] = clip_range
+        metrics["charts/gradient_steps"] = len(history)
+        return metrics
+
+    def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
+        cfg = self.cfg
+        learning_rate, clip_range = self.schedules(progress_remaining)
 
         # GAE: A_t = Σ_k (γλ)^k δ_{t+k};  returns = A + V, the critic's TD(λ) target
         advantages, returns = buf.gae(cfg.gamma, cfg.gae_lambda)
@@ -201,25 +227,96 @@ class PPO:
 
                 self.optimizer.zero_grad(set_to_none=True)
                 terms["loss"].backward()
-                if cfg.max_grad_norm > 0:
-                    clip_grad_norm_(self.params, cfg.max_grad_norm)
-                self.optimizer.step()
+                self.step()
                 history.append(torch.stack([terms[k].detach() for k in LOSS_TERMS]))
             if stopped_early:
                 break
 
-        means = torch.stack(history).mean(0).tolist() if history else [float("nan")] * len(LOSS_TERMS)
-        metrics = {f"losses/{k}": v for k, v in zip(LOSS_TERMS, means, strict=True)}
-        metrics["losses/explained_variance"] = float(explained_variance(old_values, returns))
-        metrics["charts/learning_rate"] = learning_rate
-        metrics["charts/clip_range"] = clip_range
-        metrics["charts/gradient_steps"] = len(history)
+        metrics = self.metrics(history, old_values, returns, learning_rate, clip_range)
         if penalised:
             with torch.no_grad():
                 kl = float(old_dist.kl(evaluate_rollout(self.policy, buf)[0]).mean())  # exact KL of the update
             metrics["losses/kl"], metrics["charts/kl_coef"] = kl, self.kl_coef
             self.kl_coef = adapt_kl_coef(self.kl_coef, kl, cfg)
         return metrics
+
+
+def update_seeds(
+    algos: Sequence[PPO],
+    bufs: Sequence[RolloutBuffer],
+    stack: StackedParameters,
+    progress_remaining: float,
+    active: Sequence[bool],
+) -> list[dict[str, float] | None]:
+    """:meth:`PPO.update` for many seeds at once (``pgrad train ppo --seeds``), the clipped objective.
+
+    Each seed has what its single run has: its rollout and GAE, its minibatch shuffles (its own
+    generator), advantage normalisation over its minibatch, its target-KL stop, its grad-norm clip
+    and Adam step. Only the forward and backward passes are shared: one batched pass of all seeds'
+    networks (:class:`~pgrad.stack.StackedParameters`) on a loss Σ_s L_s, whose gradient for seed
+    s's parameters is ∇L_s. A seed not ``active`` (its run stopped) draws and steps nothing.
+    Returns each active seed's metrics, None for the others.
+    """
+    if not any(active):
+        return [None] * len(algos)
+    cfg = algos[0].cfg
+    schedules = [algo.schedules(progress_remaining) for algo in algos]
+    clip_range = schedules[0][1]
+    estimates = [buf.gae(cfg.gamma, cfg.gae_lambda) for buf in bufs]  # A = GAE(γ, λ), returns = A + V
+    advantages, returns = torch.stack([a for a, _ in estimates]), torch.stack([r for _, r in estimates])
+    obs = torch.stack([buf.obs.flatten(0, 1) for buf in bufs])  # [S, T·N, ...]
+    actions = torch.stack([buf.actions.flatten(0, 1) for buf in bufs])
+    old_log_probs = torch.stack([buf.log_probs.flatten() for buf in bufs])
+    old_values = torch.stack([buf.values.flatten() for buf in bufs])
+    n = obs.shape[1]
+
+    def seed_terms(policy, obs, actions, old_log_probs, advantages, old_values, returns) -> dict[str, Tensor]:
+        dist, values = policy(obs)
+        with torch.set_grad_enabled(cfg.ent_coef > 0):  # with c_ent = 0, H is only logged
+            entropy = dist.entropy()
+        terms = ppo_loss(
+            dist.log_prob(actions), old_log_probs, advantages, values, old_values, returns, entropy, clip_range, cfg
+        )
+        return {k: terms[k] for k in LOSS_TERMS}
+
+    all_terms = stack.vmap(seed_terms)
+    seeds = torch.arange(len(algos))[:, None]
+    history: list[list[Tensor]] = [[] for _ in algos]
+    stepping = list(active)
+    for _epoch in range(cfg.n_epochs):
+        orders = [
+            iter(buf.minibatch_indices(cfg.batch_size, algo.generator)) if go else None
+            for algo, buf, go in zip(algos, bufs, stepping, strict=True)
+        ]
+        for _ in range(math.ceil(n / cfg.batch_size)):
+            drawn = [next(order) if order is not None else None for order in orders]
+            rows = [torch.arange(n)[i] if isinstance(i, slice) else i for i in drawn]
+            size = next(len(r) for r in rows if r is not None)
+            index = torch.stack([torch.arange(size) if r is None else r for r in rows])  # a stopped seed: any rows
+            picked = (x[seeds, index] for x in (obs, actions, old_log_probs, advantages, old_values, returns))
+            terms = all_terms(*picked)  # each [S]
+            if cfg.target_kl is not None:
+                for s, kl in enumerate(terms["approx_kl"].tolist()):
+                    if stepping[s] and kl > 1.5 * cfg.target_kl:  # this seed's epochs end here
+                        stepping[s], orders[s] = False, None
+            if not any(stepping):
+                break
+            stack.zero_grad()
+            terms["loss"].sum().backward()  # ∇_θs Σ_s' L_s' = ∇_θs L_s
+            stack.share_grads()
+            if cfg.max_grad_norm > 0:
+                stack.clip_grad_norms_(cfg.max_grad_norm)  # each seed's global norm
+            step_together([algo.optimizer for algo, go in zip(algos, stepping, strict=True) if go])
+            rows_of_terms = torch.stack([terms[k].detach() for k in LOSS_TERMS], 1)  # [S, terms]
+            for s in range(len(algos)):
+                if stepping[s]:
+                    history[s].append(rows_of_terms[s])
+        if not any(stepping):
+            break
+    return [
+        algo.metrics(history[s], old_values[s], returns[s], *schedules[s]) if active[s] else None
+        for s, algo in enumerate(algos)
+    ]
 
 
 def adapt_kl_coef(beta: float, kl: float, cfg: PPOConfig) -> float:

@@ -1,0 +1,92 @@
+"""Many seeds' networks as one: each parameter stacked on a leading seed dimension (issue 19).
+
+Every seed keeps its own module, so acting, saving, checkpoints and evaluation see an ordinary
+network; its parameters become views of one stacked tensor ``[S, ...]`` per parameter name. A
+batched computation over the stacked tensors (``torch.func.vmap`` of the module's own forward,
+:meth:`StackedParameters.vmap`) computes every seed's outputs in one pass of batched matrix
+products, and its gradients land in the stacked tensors' ``.grad``; :meth:`share_grads` hands each
+seed its slice as its parameters' ``.grad`` (views again), so each seed's own optimizer and
+grad-norm clip act on its own slice, exactly as in a single run. A loss that is a sum over seeds
+of each seed's loss gives each seed exactly its own gradient: the seeds share no parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+
+class StackedParameters:
+    """The parameters of ``modules`` (one per seed, the same architecture) stacked, ``[S, ...]``."""
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        self.modules = list(modules)
+        self.names = [name for name, _ in self.modules[0].named_parameters()]
+        for k, module in enumerate(self.modules):
+            shapes = [(name, tuple(p.shape)) for name, p in module.named_parameters()]
+            if shapes != [(name, tuple(p.shape)) for name, p in self.modules[0].named_parameters()]:
+                raise ValueError(
+                    f"seed {k}'s network differs from seed 0's: the seeds of a stack share one architecture"
+                )
+            if any(True for _ in module.buffers()):
+                raise ValueError(
+                    "a network with running statistics (buffers) cannot be stacked over seeds; "
+                    "train its seeds one run at a time"
+                )
+        with torch.no_grad():
+            self.stacked = {
+                name: torch.stack([dict(m.named_parameters())[name].detach() for m in self.modules]).requires_grad_()
+                for name in self.names
+            }
+        self.per_seed: list[list[nn.Parameter]] = []
+        for s, module in enumerate(self.modules):
+            params = dict(module.named_parameters())
+            for name in self.names:
+                params[name].data = self.stacked[name].data[s]  # the same storage: a step on either is seen by both
+            self.per_seed.append([params[name] for name in self.names])
+        self._grads: list[Tensor | None] | None = None  # the stacked gradients the seeds' views are of
+
+    def vmap(self, fn: Callable[..., dict[str, Tensor]]) -> Callable[..., dict[str, Tensor]]:
+        """``fn(module, *per_seed_tensors) -> dict of tensors``, written for one seed with seed 0's
+        module as the template, run for every seed at once: ``(*tensors [S, ...]) -> dict [S, ...]``.
+        Gradients of the outputs flow into the stacked parameters."""
+        template = self.modules[0]
+
+        def one_seed(params: dict[str, Tensor], *tensors: Tensor) -> dict[str, Tensor]:
+            return fn(lambda *inputs: functional_call(template, params, inputs), *tensors)
+
+        batched = vmap(one_seed)
+        return lambda *tensors: batched(self.stacked, *tensors)
+
+    def zero_grad(self) -> None:
+        """Zero the stacked gradients in place (the seeds' ``.grad`` views stay valid)."""
+        for tensor in self.stacked.values():
+            if tensor.grad is not None:
+                tensor.grad.zero_()
+
+    def share_grads(self) -> None:
+        """After a backward pass: each seed's parameters see their slice of the stacked gradients
+        as their ``.grad``. Autograd accumulates into an existing ``.grad`` in place, so the views
+        are made once; a backward that replaced a gradient tensor gets new views."""
+        grads = [self.stacked[name].grad for name in self.names]
+        if self._grads is not None and all(g is h for g, h in zip(grads, self._grads, strict=True)):
+            return
+        for s, params in enumerate(self.per_seed):
+            for p, grad in zip(params, grads, strict=True):
+                p.grad = None if grad is None else grad[s]
+        self._grads = grads
+
+    def clip_grad_norms_(self, max_norm: float) -> Tensor:
+        """Each seed's own global grad-norm clip, for all seeds at once (after :meth:`share_grads`):
+        g_s ← g_s · min(1, max_norm / (‖g_s‖₂ + 1e-6)), ‖g_s‖₂ over all of seed s's parameters,
+        as :func:`pgrad.optim.clip_grad_norm_` on each seed alone. Returns the norms ``[S]``."""
+        grads = [g for g in (self.stacked[name].grad for name in self.names) if g is not None]
+        per_tensor = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # [tensors, S]
+        total = torch.linalg.vector_norm(per_tensor, dim=0)
+        scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+        return total

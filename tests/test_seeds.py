@@ -1,0 +1,235 @@
+"""Many seeds in one process (issue 19): the stacked update against each seed's own update, and
+``pgrad train ppo --seeds`` as a user runs it."""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pgrad.algos.ppo import PPO, PPOConfig, update_seeds
+from pgrad.buffers import RolloutBuffer
+from pgrad.spaces import action_storage
+from pgrad.stack import StackedParameters
+
+
+def filled_buffer(algo: PPO, env: gym.Env, seed: int) -> RolloutBuffer:
+    """A rollout of random transitions, with the policy's own log-probabilities and values."""
+    cfg = algo.cfg
+    shape, dtype = action_storage(env.action_space)
+    buf = RolloutBuffer(cfg.n_steps, cfg.n_envs, env.observation_space.shape, shape, dtype)
+    g = torch.Generator().manual_seed(seed)
+    buf.obs.normal_(generator=g)
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        buf.actions.random_(0, int(env.action_space.n), generator=g)
+    else:
+        buf.actions.normal_(generator=g)
+    buf.rewards.normal_(generator=g)
+    buf.terminated.bernoulli_(0.05, generator=g)
+    with torch.no_grad():
+        dist, values = algo.policy(buf.obs.flatten(0, 1))
+        buf.log_probs.copy_(dist.log_prob(buf.actions.flatten(0, 1)).view_as(buf.log_probs))
+        buf.values.copy_(values.view_as(buf.values))
+    buf.finish(torch.randn(cfg.n_envs, generator=g), {})
+    return buf
+
+
+CASES = {
+    "discrete, minibatches, target-KL stop": ("CartPole-v1", dict(n_steps=16, n_envs=4, batch_size=16, n_epochs=4,
+                                                                   target_kl=0.002, ent_coef=0.01)),
+    "Box, one minibatch, clipped values, linear schedules": ("Pendulum-v1", dict(
+        n_steps=32, n_envs=2, batch_size=64, n_epochs=3, clip_range_vf=0.2, lr_schedule="linear",
+        clip_range_schedule="linear", hidden_sizes=(32, 16))),
+    "gSDE, separate value sizes, entropy bonus": ("Pendulum-v1", dict(
+        n_steps=16, n_envs=2, batch_size=8, n_epochs=2, use_sde=True, vf_hidden_sizes=(24,), hidden_sizes=(16,),
+        ent_coef=0.01)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_stacked_update_equals_each_seeds_own_update(case):
+    """S seeds updated as one stack end where each seed's own PPO.update takes it: parameters,
+    Adam's state, the shuffling generator, every metric (float rounding apart: batched matrix
+    products sum in another order)."""
+    env_id, fields = CASES[case]
+    env = gym.make(env_id)
+    algos = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        algos.append(PPO(PPOConfig(env=env_id, seed=seed, **fields), env.observation_space, env.action_space,
+                         torch.device("cpu")))  # fmt: skip
+    bufs = [filled_buffer(algo, env, 10 + s) for s, algo in enumerate(algos)]
+    singles = copy.deepcopy(algos)
+    stack = StackedParameters([algo.policy for algo in algos])
+    for rounds in range(2):  # twice: the second update starts from Adam's state of the first
+        expected = [
+            algo.update(buf, progress_remaining=1.0 - rounds / 4) for algo, buf in zip(singles, bufs, strict=True)
+        ]
+        got = update_seeds(algos, bufs, stack, 1.0 - rounds / 4, [True, True, True])
+        for single, stacked, want, have in zip(singles, algos, expected, got, strict=True):
+            assert have.keys() == want.keys()
+            for key in want:
+                assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-5), key
+            for (name, p), q in zip(single.policy.named_parameters(), stacked.policy.parameters(), strict=True):
+                torch.testing.assert_close(q, p, rtol=1e-4, atol=2e-6, msg=name)
+            assert torch.equal(single.generator.get_state(), stacked.generator.get_state())
+            for p, q in zip(single.params, stacked.params, strict=True):
+                torch.testing.assert_close(stacked.optimizer.state[q]["exp_avg_sq"], single.optimizer.state[p]["exp_avg_sq"],
+                                           rtol=1e-3, atol=1e-9)  # fmt: skip
+    if fields.get("target_kl"):  # the case is built so that some seeds stop early: the test sees it
+        steps = [m["charts/gradient_steps"] for m in expected]
+        assert min(steps) < fields["n_epochs"] * fields["n_steps"] * fields["n_envs"] // fields["batch_size"]
+
+
+def test_a_stopped_seed_takes_no_step_and_draws_nothing():
+    env = gym.make("CartPole-v1")
+    cfg = dict(env="CartPole-v1", n_steps=16, n_envs=2, batch_size=8, n_epochs=2)
+    algos = [
+        PPO(PPOConfig(seed=s, **cfg), env.observation_space, env.action_space, torch.device("cpu")) for s in (0, 1)
+    ]
+    bufs = [filled_buffer(algo, env, s) for s, algo in enumerate(algos)]
+    before = [p.detach().clone() for p in algos[1].policy.parameters()]
+    generator = algos[1].generator.get_state()
+    stack = StackedParameters([algo.policy for algo in algos])
+    metrics = update_seeds(algos, bufs, stack, 1.0, [True, False])
+    assert metrics[1] is None and metrics[0]["charts/gradient_steps"] == 8
+    assert all(torch.equal(p, q) for p, q in zip(algos[1].policy.parameters(), before, strict=True))
+    assert torch.equal(algos[1].generator.get_state(), generator)
+
+
+def test_stacking_refuses_networks_it_cannot_stack():
+    from pgrad.networks import ActorCritic
+
+    with pytest.raises(ValueError, match="differs from seed 0"):
+        StackedParameters([ActorCritic(4, 2, True, (8,)), ActorCritic(4, 2, True, (16,))])
+
+
+# -- as a user runs it ------------------------------------------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pgrad  # noqa: E402
+from pgrad.checkpoint import checkpoint_step  # noqa: E402
+from pgrad.seeds import parse_seeds, resume_seeds  # noqa: E402
+from pgrad.train import Interrupted  # noqa: E402
+
+SMALL = dict(n_envs=2, n_steps=64, batch_size=64, n_epochs=2, eval_episodes=2)
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pgrad.cli", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd)  # fmt: skip
+
+
+def test_cli_trains_each_seed_into_an_ordinary_run(tmp_path):
+    runs = tmp_path / "runs"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items()]
+    done = cli("train", "ppo", "--env", "CartPole-v1", "--seeds", "3-4", "--total-steps", "1024", "--run-dir", str(runs),
+               *flags)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 seeds in one process" in done.stdout and "over seeds" in done.stdout
+    assert json.loads((runs / "seeds.json").read_text())["runs"] == ["seed-3", "seed-4"]
+    for seed in (3, 4):
+        run = runs / f"seed-{seed}"
+        assert json.loads((run / "config.json").read_text())["config"]["seed"] == seed
+        for name in ("model.safetensors", "progress.csv", "eval.json", "curve.png"):
+            assert (run / name).is_file(), name
+        steps = [int(line.split(",")[0]) for line in (run / "progress.csv").read_text().splitlines()[1:]]
+        assert steps[-1] == 1024
+    evaluated = cli("eval", str(runs / "seed-4"), "--episodes", "2")
+    assert evaluated.returncode == 0 and "mean return" in evaluated.stdout, evaluated.stderr
+    plotted = cli("plot", str(runs), "-o", str(tmp_path / "curves.png"))
+    assert plotted.returncode == 0 and (tmp_path / "curves.png").is_file(), plotted.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ppo", "--seeds", "3"], "two or more distinct seeds"),
+        (["ppo", "--seeds", "0-x"], "'0-x' is invalid"),
+        (["ppo", "--seeds", "0,0"], "two or more distinct seeds"),
+        (["a2c", "--seeds", "0,1"], "--seeds is invalid for a2c"),
+        (["ppo", "--seeds", "0,1", "--seed", "2"], "--seeds replaces --seed"),
+        (["ppo", "--seeds", "0,1", "--loss", "kl_penalty"], "loss='kl_penalty' is invalid"),
+        (["ppo", "--seeds", "0,1", "--rnn", "lstm"], "rnn='lstm' is invalid"),
+    ],
+)
+def test_cli_refuses_what_it_cannot_stack_in_one_line(tmp_path, args, message):
+    done = cli("train", *args, "--total-steps", "256", "--run-dir", str(tmp_path / "runs"))
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_a_failed_start_leaves_no_debris(tmp_path):
+    """The second seed's directory is taken: the first seed's, made by this start, goes again; the
+    user's files stay as they were."""
+    taken = tmp_path / "r" / "seed-1"
+    taken.mkdir(parents=True)
+    (taken / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="seed-1' already exists"):
+        pgrad.train("ppo", env="CartPole-v1", seeds=[0, 1], total_steps=256, run_dir=str(tmp_path / "r"), **SMALL)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["seed-1"]
+    assert [p.name for p in taken.iterdir() if p.name != ".pgrad.lock"] == ["notes.txt"]  # as a single run leaves it
+
+
+def test_stacks_other_architectures():
+    """A SimBa policy (residual blocks, LayerNorm) and a Box action space stack as plain MLPs do."""
+    agents = pgrad.train("ppo", env="Pendulum-v1", seeds=[0, 1], total_steps=256, network="simba",
+                         hidden_sizes=(16,), normalize_obs=True, save_final_checkpoint=False, **SMALL)  # fmt: skip
+    assert len(agents) == 2 and all(a.evaluation is not None for a in agents)
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3,8") == [0, 1, 2, 3, 8]
+    assert parse_seeds(" 5 , 2 ") == [5, 2]
+    with pytest.raises(ValueError):
+        parse_seeds("3-1")
+    with pytest.raises(ValueError, match="seeds=5 is invalid"):
+        pgrad.train("ppo", seeds=5)
+
+
+class SignalAt(pgrad.Callback):
+    """SIGTERM to this process once training reaches ``step`` (as a user's Ctrl-C would)."""
+
+    def __init__(self, step: int):
+        self.step, self.sent = step, False
+
+    def on_update(self, step, metrics):  # called by every seed's run: one signal, as from a user
+        if step == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def files(run: Path) -> dict[str, object]:
+    """What a run ends with: its weights (the tensors) and its logged rows and evaluation (the bytes)."""
+    weights = {k: v.numpy().tobytes() for k, v in load_file(run / "model.safetensors").items()}
+    return {"weights": weights} | {name: (run / name).read_bytes() for name in ("progress.csv", "eval.json")}
+
+
+def test_stacked_run_is_reproducible_and_resumes_bitwise(tmp_path):
+    """Same seeds, same results; a SIGTERM stops every seed at one step with a checkpoint, and
+    ``--resume`` of the parent ends where the uninterrupted run ends, byte for byte."""
+    common = dict(env="CartPole-v1", seeds=[0, 1], total_steps=1536, checkpoint_every=256, **SMALL)
+    whole = pgrad.train("ppo", run_dir=str(tmp_path / "whole"), **common)
+    again = pgrad.train("ppo", run_dir=str(tmp_path / "again"), **common)
+    assert [a.evaluation.returns for a in whole] == [a.evaluation.returns for a in again]
+    for seed in (0, 1):
+        assert files(tmp_path / "whole" / f"seed-{seed}") == files(tmp_path / "again" / f"seed-{seed}")
+    assert files(tmp_path / "whole" / "seed-0")["progress.csv"] != files(tmp_path / "whole" / "seed-1")["progress.csv"]
+
+    with pytest.raises(Interrupted, match="stopped at step 768 with a checkpoint in each seed's run"):
+        pgrad.train("ppo", run_dir=str(tmp_path / "cut"), callbacks=[SignalAt(768)], **common)
+    assert [checkpoint_step(tmp_path / "cut" / f"seed-{seed}") for seed in (0, 1)] == [768, 768]
+    resumed = resume_seeds(tmp_path / "cut")
+    assert [a.evaluation.returns for a in resumed] == [a.evaluation.returns for a in whole]
+    for seed in (0, 1):
+        assert files(tmp_path / "cut" / f"seed-{seed}") == files(tmp_path / "whole" / f"seed-{seed}")

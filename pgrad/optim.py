@@ -155,18 +155,17 @@ class RMSprop(_LeanStep, torch.optim.RMSprop):
         torch._foreach_addcdiv_(params, grads, avg, value=-group["lr"])
 
 
-def step_together(optimizers: list[Adam]) -> None:
-    """Each of ``optimizers``' steps (many seeds' Adams, ``pgrad train --seeds``), in one fused
-    kernel call when they are lean Adams of one parameter group each with the same hyperparameters
-    and their state exists (Adam is elementwise: one call over all their tensors computes what
-    each step computes); otherwise each takes its own step."""
+def step_together(optimizers: list[Adam | RMSprop]) -> None:
+    """Each of ``optimizers``' steps (many seeds' optimizers, ``pgrad train --seeds``), in one call of
+    the kernels when they are lean optimizers of one class, one parameter group each, with the same
+    hyperparameters, and their state exists (Adam and RMSprop are elementwise: one call over all
+    their tensors computes what each step computes); otherwise each takes its own step."""
     groups = [o.param_groups[0] for o in optimizers]
-    first = groups[0]
-    hyper = ("lr", "betas", "eps")
+    settings = [{k: v for k, v in g.items() if k != "params"} for g in groups]
     lean = all(
-        type(o) is Adam and o.lean and len(o.param_groups) == 1 and o._lean_group(g)
-        and all(g[k] == first[k] for k in hyper)
-        for o, g in zip(optimizers, groups, strict=True)
+        type(o) is type(optimizers[0]) and isinstance(o, _LeanStep) and o.lean and len(o.param_groups) == 1
+        and o._lean_group(g) and setting == settings[0]
+        for o, g, setting in zip(optimizers, groups, settings, strict=True)
     )  # fmt: skip
     params = [p for g in groups for p in g["params"] if p.grad is not None] if lean else []
     states = [o.state[p] for o, g in zip(optimizers, groups, strict=True) for p in g["params"] if p.grad is not None]
@@ -176,7 +175,7 @@ def step_together(optimizers: list[Adam]) -> None:
         return
     with torch.no_grad():
         try:
-            optimizers[0]._lean_step(first, params, [p.grad for p in params], states)
+            optimizers[0]._lean_step(groups[0], params, [p.grad for p in params], states)
         except (TypeError, RuntimeError, AttributeError):  # another torch build's kernel: each its own step
             for state in states:
                 state["step"] -= 1

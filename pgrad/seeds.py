@@ -1,4 +1,5 @@
-"""Many seeds of one configuration in one process: ``pgrad train ppo --seeds 0-15`` (issue 19).
+"""Many seeds of one configuration in one process: ``pgrad train ppo --seeds 0-15`` (issue 19;
+PPO, A2C and the one-step actor-critic).
 
 Each seed is an ordinary run, ``<parent>/seed-<s>``, with everything its single run has: config,
 envs, normaliser, generators, optimizer, logger, evaluations, checkpoints, curve; ``pgrad eval``,
@@ -28,6 +29,7 @@ from rich.table import Table
 from pgrad import checkpoint
 from pgrad.agent import Agent
 from pgrad.algos import get_algo
+from pgrad.algos.actor_critic import update_seeds as a2c_update_seeds
 from pgrad.algos.ppo import update_seeds as ppo_update_seeds
 from pgrad.config import RunConfig
 from pgrad.envs import check_spaces
@@ -35,7 +37,8 @@ from pgrad.envspec import EnvSpec, check_user_env
 from pgrad.stack import StackedParameters
 from pgrad.train import Interrupted, Trainer, prepared, resumed, stop_signals
 
-STACKED = {"ppo": ppo_update_seeds}  # the algorithms with an update for many seeds at once
+# the algorithms with an update for many seeds at once
+STACKED = {"ppo": ppo_update_seeds, "a2c": a2c_update_seeds, "actor_critic": a2c_update_seeds}
 SEEDS_FILE = "seeds.json"
 
 

@@ -90,3 +90,17 @@ class StackedParameters:
         for g in grads:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
         return total
+
+
+def side_by_side(rollouts: Sequence) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The seeds' rollout buffers' ``(rewards, values, next_values, terminated, truncated)``, each
+    ``[T, N]``, as one ``[T, S·N]`` each: an estimator that works env by env (column by column: n-step
+    returns, GAE) computes every seed's targets in one pass."""
+    fields = ("rewards", "values", "next_values", "terminated", "truncated")
+    return tuple(torch.cat([getattr(buf, name) for buf in rollouts], dim=1) for name in fields)
+
+
+def per_seed(x: Tensor, seeds: int) -> Tensor:
+    """``[T, S·N, ...]`` back to each seed's flat samples ``[S, T·N, ...]``, in a single run's ``t·N + n`` order."""
+    T, M = x.shape[:2]
+    return x.reshape(T, seeds, M // seeds, *x.shape[2:]).transpose(0, 1).flatten(1, 2)

@@ -12,6 +12,7 @@ the rollout (A3C's returns, computed from parallel envs) and RMSprop, as SB3/RL-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -19,12 +20,14 @@ import gymnasium as gym
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.func import vmap
 
 from pgrad.buffers import RolloutBuffer
 from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule, set_learning_rate
-from pgrad.estimators import explained_variance, n_step_returns, standardize
+from pgrad.estimators import explained_variance, gae, n_step_returns, standardize
 from pgrad.networks import actor_critic_for, evaluate_rollout
-from pgrad.optim import RMSprop, adam, clip_grad_norm_
+from pgrad.optim import RMSprop, adam, clip_grad_norm_, step_together
+from pgrad.stack import StackedParameters, per_seed, side_by_side
 
 
 @dataclass(frozen=True)
@@ -122,32 +125,95 @@ class A2C:
 
     def loss(self, buf: RolloutBuffer) -> tuple[Tensor, dict[str, float]]:
         """The actor-critic loss of one rollout and its metrics (no step taken)."""
-        cfg = self.cfg
-        if cfg.gae_lambda is None:
-            with torch.no_grad():
-                # n-step: R_t^(n) = Σ_{k<n} γ^k r_{t+k} + γ^n V(s_{t+n});  A_t = R_t^(n) − V(s_t)
-                returns = n_step_returns(
-                    buf.rewards, buf.next_values, buf.terminated, buf.truncated, cfg.gamma, cfg.n_steps
-                ).flatten()
-                advantages = returns - buf.values.flatten()
-        else:
-            advantages, returns = buf.gae(cfg.gamma, cfg.gae_lambda)  # GAE: A_t = Σ_k (γλ)^k δ_{t+k}
-        actions = buf.actions.flatten(0, 1)
-        if cfg.normalize_advantage:
-            advantages = standardize(advantages)
-
+        advantages, returns = self.targets(buf)
         dist, values = evaluate_rollout(self.policy, buf)
-        # actor: −E[log π(a|s) · A]   (A is a constant: the baseline V never reaches the actor's gradient)
-        policy_loss = -(dist.log_prob(actions) * advantages).mean()
-        # critic: E[(R − V(s))²]
-        value_loss = F.mse_loss(values, returns)
-        with torch.set_grad_enabled(cfg.ent_coef > 0):  # with c_ent = 0, H is only logged
-            entropy = dist.entropy().mean()
-        loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+        terms = a2c_loss(dist, values, buf.actions.flatten(0, 1), advantages, returns, self.cfg)
+        values_ = torch.stack([terms[k] for k in LOSS_TERMS]).detach().tolist()
+        return terms["loss"], a2c_metrics(values_, buf.values.flatten(), returns)
 
-        terms = torch.stack([policy_loss, value_loss, entropy, loss]).detach().tolist()
-        metrics = {
-            f"losses/{k}": v for k, v in zip(("policy_loss", "value_loss", "entropy", "loss"), terms, strict=True)
-        }
-        metrics["losses/explained_variance"] = float(explained_variance(buf.values.flatten(), returns))
-        return loss, metrics
+    def targets(self, buf: RolloutBuffer) -> tuple[Tensor, Tensor]:
+        """``(advantages, returns)`` of a rollout, flat ``[T·N]``, without gradients (the advantages
+        normalised when the config asks)."""
+        fields = (buf.rewards, buf.values, buf.next_values, buf.terminated, buf.truncated)
+        advantages, returns = (x.flatten() for x in rollout_targets(self.cfg, *fields))
+        return standardize(advantages) if self.cfg.normalize_advantage else advantages, returns
+
+
+def rollout_targets(
+    cfg: A2CConfig, rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, truncated: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(advantages, returns)`` ``[T, N]`` of time-major rollout tensors, without gradients."""
+    with torch.no_grad():
+        if cfg.gae_lambda is None:
+            # n-step: R_t^(n) = Σ_{k<n} γ^k r_{t+k} + γ^n V(s_{t+n});  A_t = R_t^(n) − V(s_t)
+            returns = n_step_returns(rewards, next_values, terminated, truncated, cfg.gamma, cfg.n_steps)
+            return returns - values, returns
+        return gae(rewards, values, next_values, terminated, truncated, cfg.gamma, cfg.gae_lambda)  # Σ_k (γλ)^k δ_{t+k}
+
+
+LOSS_TERMS = ("policy_loss", "value_loss", "entropy", "loss")
+
+
+def a2c_loss(
+    dist, values: Tensor, actions: Tensor, advantages: Tensor, returns: Tensor, cfg: A2CConfig
+) -> dict[str, Tensor]:
+    """The actor-critic loss on a rollout's samples (π, V at them; targets without gradients), as named terms."""
+    # actor: −E[log π(a|s) · A]   (A is a constant: the baseline V never reaches the actor's gradient)
+    policy_loss = -(dist.log_prob(actions) * advantages).mean()
+    # critic: E[(R − V(s))²]
+    value_loss = F.mse_loss(values, returns)
+    with torch.set_grad_enabled(cfg.ent_coef > 0):  # with c_ent = 0, H is only logged
+        entropy = dist.entropy().mean()
+    loss = policy_loss - cfg.ent_coef * entropy + cfg.vf_coef * value_loss
+    return {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy, "loss": loss}
+
+
+def a2c_metrics(terms: list[float], old_values: Tensor, returns: Tensor) -> dict[str, float]:
+    """The update's metrics: its loss terms (in ``LOSS_TERMS`` order) and the critic's explained variance."""
+    metrics = {f"losses/{k}": v for k, v in zip(LOSS_TERMS, terms, strict=True)}
+    metrics["losses/explained_variance"] = float(explained_variance(old_values, returns))
+    return metrics
+
+
+def update_seeds(
+    algos: Sequence[A2C],
+    bufs: Sequence[RolloutBuffer],
+    stack: StackedParameters,
+    progress_remaining: float,
+    active: Sequence[bool],
+) -> list[dict[str, float] | None]:
+    """:meth:`A2C.update` for many seeds at once (``pgrad train a2c --seeds``): each seed's targets
+    from its own rollout, one batched forward and backward pass of all seeds' networks on Σ_s L_s
+    (:class:`~pgrad.stack.StackedParameters`), then each seed's own grad-norm clip and optimizer
+    step. A seed not ``active`` (its run stopped) takes no step. Returns each active seed's metrics."""
+    if not any(active):
+        return [None] * len(algos)
+    cfg, seeds = algos[0].cfg, len(algos)
+    learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
+    advantages, returns = (per_seed(x, seeds) for x in rollout_targets(cfg, *side_by_side(bufs)))  # [S, T·N]
+    if cfg.normalize_advantage:
+        advantages = vmap(standardize)(advantages)  # each seed's over its own rollout
+    obs = torch.stack([buf.obs.flatten(0, 1) for buf in bufs])  # [S, T·N, ...]
+    actions = torch.stack([buf.actions.flatten(0, 1) for buf in bufs])
+
+    def seed_terms(policy, obs, actions, advantages, returns) -> dict[str, Tensor]:
+        dist, values = policy(obs)
+        return a2c_loss(dist, values, actions, advantages, returns, cfg)
+
+    terms = stack.vmap(seed_terms)(obs, actions, advantages, returns)  # each [S]
+    stack.zero_grad()
+    terms["loss"].sum().backward()  # ∇_θs Σ_s' L_s' = ∇_θs L_s
+    stack.share_grads()
+    if cfg.max_grad_norm > 0:
+        stack.clip_grad_norms_(cfg.max_grad_norm)  # each seed's global norm
+    stepping = [algo.optimizer for algo, go in zip(algos, active, strict=True) if go]
+    for optimizer in stepping:
+        set_learning_rate(optimizer, learning_rate)
+    step_together(stepping)
+    rows = torch.stack([terms[k].detach() for k in LOSS_TERMS], 1).tolist()
+    return [
+        a2c_metrics(rows[s], bufs[s].values.flatten(), returns[s]) | {"charts/learning_rate": learning_rate}
+        if active[s]
+        else None
+        for s in range(seeds)
+    ]

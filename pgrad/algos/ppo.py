@@ -35,10 +35,10 @@ from pgrad.config import (
     schedule,
     set_learning_rate,
 )
-from pgrad.estimators import explained_variance, standardize
+from pgrad.estimators import explained_variance, gae, standardize
 from pgrad.networks import actor_critic_for, evaluate_batch, evaluate_rollout
 from pgrad.optim import adam, clip_grad_norm_, step_together
-from pgrad.stack import StackedParameters
+from pgrad.stack import StackedParameters, per_seed, side_by_side
 
 
 @dataclass(frozen=True)
@@ -262,8 +262,9 @@ def update_seeds(
     cfg = algos[0].cfg
     schedules = [algo.schedules(progress_remaining) for algo in algos]
     clip_range = schedules[0][1]
-    estimates = [buf.gae(cfg.gamma, cfg.gae_lambda) for buf in bufs]  # A = GAE(γ, λ), returns = A + V
-    advantages, returns = torch.stack([a for a, _ in estimates]), torch.stack([r for _, r in estimates])
+    with torch.no_grad():  # A = GAE(γ, λ), returns = A + V, every seed's in one pass
+        targets = gae(*side_by_side(bufs), cfg.gamma, cfg.gae_lambda)
+    advantages, returns = (per_seed(x, len(algos)) for x in targets)  # [S, T·N]
     obs = torch.stack([buf.obs.flatten(0, 1) for buf in bufs])  # [S, T·N, ...]
     actions = torch.stack([buf.actions.flatten(0, 1) for buf in bufs])
     old_log_probs = torch.stack([buf.log_probs.flatten() for buf in bufs])

@@ -281,7 +281,7 @@ def update_seeds(
         return {k: terms[k] for k in LOSS_TERMS}
 
     all_terms = stack.vmap(seed_terms)
-    seeds = torch.arange(len(algos))[:, None]
+    seeds = torch.arange(len(algos), device=obs.device)[:, None]
     history: list[list[Tensor]] = [[] for _ in algos]
     stepping = list(active)
     for _epoch in range(cfg.n_epochs):
@@ -291,9 +291,11 @@ def update_seeds(
         ]
         for _ in range(math.ceil(n / cfg.batch_size)):
             drawn = [next(order) if order is not None else None for order in orders]
-            rows = [torch.arange(n)[i] if isinstance(i, slice) else i for i in drawn]
+            rows = [torch.arange(n, device=obs.device)[i] if isinstance(i, slice) else i for i in drawn]
             size = next(len(r) for r in rows if r is not None)
-            index = torch.stack([torch.arange(size) if r is None else r for r in rows])  # a stopped seed: any rows
+            index = torch.stack(
+                [torch.arange(size, device=obs.device) if r is None else r for r in rows]
+            )  # stopped: any
             picked = (x[seeds, index] for x in (obs, actions, old_log_probs, advantages, old_values, returns))
             terms = all_terms(*picked)  # each [S]
             if cfg.target_kl is not None:

@@ -76,7 +76,9 @@ def run_job(job: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", default="ppo-cartpole", choices=[n for n, c in CASES.items() if c["algo"] in ("ppo", "a2c")])
+    parser.add_argument(
+        "--case", default="ppo-cartpole", choices=[n for n, c in CASES.items() if c["algo"] in ("ppo", "a2c")]
+    )
     parser.add_argument("--seeds", default="0-15", help="a range 0-15 or a list 0,1,2")
     parser.add_argument("--steps", type=int, default=None, help="per seed (default: the case's)")
     parser.add_argument("--peer", choices=("sb3",), help="also the peer on the same seeds, one after another")

@@ -65,15 +65,14 @@ def check_stackable(algo: str, cfg: RunConfig) -> None:
             f"--seeds is invalid for {algo}: it trains {', '.join(STACKED)} as one stacked model; train {algo}'s seeds "
             f"one run at a time, or in parallel with pgrad sweep {algo} --seeds 0,1,2"
         )
-    refused = {
-        "workers": (getattr(cfg, "workers", 0), "must be 0 with --seeds (the seeds' envs step in this process)"),
-        "loss": (getattr(cfg, "loss", "clip"), "must be clip with --seeds (the KL-penalty objectives are not stacked)"),
-        "rnn": (getattr(cfg, "rnn", "none"), "must be none with --seeds (recurrent policies are not stacked)"),
-    }
-    allowed = {"workers": 0, "loss": "clip", "rnn": "none"}
-    for name, (value, why) in refused.items():
-        if value != allowed[name]:
-            raise ValueError(f"{name}={value!r} is invalid: {why}")
+    for name, allowed, why in (
+        ("workers", 0, "the seeds' envs step in this process"),
+        ("loss", "clip", "the KL-penalty objectives are not stacked"),
+        ("rnn", "none", "recurrent policies are not stacked"),
+    ):
+        value = getattr(cfg, name, allowed)
+        if value != allowed:
+            raise ValueError(f"{name}={value!r} is invalid: must be {allowed!r} with --seeds ({why})")
 
 
 def seeds_dir(algo: str, cfg: RunConfig, seeds: list[int]) -> Path:

@@ -4,16 +4,26 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import pgrad
 from pgrad.algos.ppo import PPO, PPOConfig, update_seeds
 from pgrad.buffers import RolloutBuffer
+from pgrad.checkpoint import checkpoint_step
+from pgrad.seeds import parse_seeds, resume_seeds
 from pgrad.spaces import action_storage
 from pgrad.stack import StackedParameters
+from pgrad.train import Interrupted
 
 
 def filled_buffer(algo: PPO, env: gym.Env, seed: int) -> RolloutBuffer:
@@ -145,18 +155,6 @@ def test_stacking_refuses_networks_it_cannot_stack():
 
 
 # -- as a user runs it ------------------------------------------------------------------------------
-
-import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pgrad  # noqa: E402
-from pgrad.checkpoint import checkpoint_step  # noqa: E402
-from pgrad.seeds import parse_seeds, resume_seeds  # noqa: E402
-from pgrad.train import Interrupted  # noqa: E402
 
 SMALL = dict(n_envs=2, n_steps=64, batch_size=64, n_epochs=2, eval_episodes=2)
 

@@ -86,6 +86,13 @@ NOTES = {
     "the 10 episodes), below the Zoo's 2,410 (one v3 run) and CleanRL's 2,052 ± 314 (its own hyperparameters). "
     "SB3 with the same preset, seed and machine (`--peer sb3`) ends at 1,053, the same plateau: not a difference "
     "of pgrad's implementation; on v5 and these seeds the Zoo's entry finds the standing optimum.",
+    "ppo Ant-v5": "pgrad's three seeds end at 212-409 (from 300k steps on their evaluations wander between ~150 and ~470), a quarter "
+    "of the Zoo's 1,327. SB3 with the same preset (SB3's PPO defaults, normalised), seed and machine ends at 293: "
+    "the same plateau, so not pgrad's implementation. The env differs: the Zoo's row is Ant-v3 on mujoco-py, "
+    "where MuJoCo 2.0 left the contact forces at zero (openai/gym#1541), so its 84 contact dimensions of the "
+    "observation were constant and its contact cost nil; Ant-v5 observes the real forces (105 dimensions) and "
+    "charges 5e-4 of their clipped squares, which gym 0.24's notes report trains 'significantly worse' with the "
+    "same algorithm. No published PPO table for Ant-v5 at 1M steps was found to set beside it.",
 }
 PROTOCOLS = {
     "Zoo": ZOO,

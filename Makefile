@@ -44,18 +44,19 @@ learn-mujoco: $(STAMP)
 	$(PY) benchmarks/learn_mujoco.py --jobs 2 $(ARGS)
 
 # The quick set writes benchmarks/results/quick/ (its own RESULTS.md), never over bench-full's results.
-bench: $(STAMP)
+bench: $(STAMP) $(SBX_VENV)/.installed
 	$(PY) benchmarks/bench.py --quick --out benchmarks/results/quick
 	$(PY) benchmarks/distributed.py
 
-bench-full: $(STAMP)
+bench-full: $(STAMP) $(SBX_VENV)/.installed
 	$(PY) benchmarks/op_profile.py
 	$(PY) benchmarks/bench.py
 
-# The cases beside SBX (JAX), whose jax/flax stack gets its own venv: benchmarks/results/sbx/.
-$(SBX_VENV)/.installed: constraints.txt
+# SBX (JAX) gets its own venv for its jax/flax stack: bench and bench-full run it beside SB3;
+# bench-sbx runs the cases measured against SBX alone (benchmarks/results/sbx/).
+$(SBX_VENV)/.installed: constraints.txt Makefile
 	test -x $(SBX_VENV)/bin/python || python3 -m venv $(SBX_VENV)
-	$(SBX_VENV)/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0 sbx-rl "jax[cpu]"
+	$(SBX_VENV)/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0 sbx-rl "jax[cpu]" "gymnasium[mujoco]"
 	touch $@
 
 bench-sbx: $(STAMP) $(SBX_VENV)/.installed

@@ -43,11 +43,15 @@ PPO_CARTPOLE = {
     "clip_range_schedule": "linear",
 }
 
-# RL-Zoo hyperparameters (rl-baselines3-zoo hyperparams/<algo>.yml), in pgrad/SB3 field names.
+# RL-Zoo hyperparameters (rl-baselines3-zoo hyperparams/<algo>.yml), in pgrad/SB3 field names. A case
+# with "sbx" runs SBX's class of that name beside SB3 too (where the SBX venv is: make bench builds it),
+# with the same values; SBX has no A2C, TRPO, recurrent PPO or CNN policies, and its `use_sde` repeats one
+# Gaussian sample where SB3's gSDE makes the noise a function of the state, so those cases have none.
 CASES: dict[str, dict] = {
     "ppo-cartpole": {
         "algo": "ppo",
         "sb3": "PPO",
+        "sbx": "PPO",
         "env": "CartPole-v1",
         "steps": 100_000,
         "quick": True,
@@ -160,12 +164,21 @@ CASES: dict[str, dict] = {
     "sac-pendulum": {
         "algo": "sac",
         "sb3": "SAC",
+        "sbx": "SAC",
         "env": "Pendulum-v1",
         "steps": 20_000,
         "quick": False,
         "hp": {"n_envs": 1, "learning_rate": 1e-3},
     },
-    "td3-pendulum": {"algo": "td3", "sb3": "TD3", "env": "Pendulum-v1", "steps": 20_000, "quick": False, "hp": {}},
+    "td3-pendulum": {
+        "algo": "td3",
+        "sb3": "TD3",
+        "sbx": "TD3",
+        "env": "Pendulum-v1",
+        "steps": 20_000,
+        "quick": False,
+        "hp": {},
+    },
     # CrossQ (issue 20): the Zoo's crossq.yml Pendulum entry, sb3-contrib's CrossQ beside it
     "crossq-pendulum": {
         "algo": "crossq",
@@ -190,6 +203,7 @@ CASES: dict[str, dict] = {
     "sac-hopper": {
         "algo": "sac",
         "sb3": "SAC",
+        "sbx": "SAC",
         "env": "Hopper-v5",
         "steps": 30_000,
         "quick": False,
@@ -199,6 +213,7 @@ CASES: dict[str, dict] = {
     "sac-pendulum-nstep3": {
         "algo": "sac",
         "sb3": "SAC",
+        "sbx": "SAC",
         "env": "Pendulum-v1",
         "steps": 20_000,
         "quick": False,
@@ -298,7 +313,15 @@ CASES: dict[str, dict] = {
         },
     },
     # RL-Zoo gives DDPG on Pendulum the same values as TD3 (filled in below).
-    "ddpg-pendulum": {"algo": "ddpg", "sb3": "DDPG", "env": "Pendulum-v1", "steps": 20_000, "quick": False, "hp": {}},
+    "ddpg-pendulum": {
+        "algo": "ddpg",
+        "sb3": "DDPG",
+        "sbx": "DDPG",
+        "env": "Pendulum-v1",
+        "steps": 20_000,
+        "quick": False,
+        "hp": {},
+    },
 }
 
 CASES["td3-pendulum"]["hp"] = CASES["ddpg-pendulum"]["hp"] = {
@@ -372,6 +395,29 @@ def sb3_kwargs(hp: dict, total_steps: int, action_dim: int = 1) -> dict:
                                    "ortho_init": hp["ortho_init"], "net_arch": {"pi": sizes, "vf": sizes},
                                    "activation_fn": {"relu": nn.ReLU, "tanh": nn.Tanh}[hp["activation"]]}  # fmt: skip
     return kwargs
+
+
+def sbx_kwargs(case: dict, total_steps: int) -> dict:
+    """SBX's constructor arguments: a case's own (``peer_kwargs``), or SB3's for its hyperparameters
+    (SBX takes SB3's names), with flax's activations, SB3's orthogonal initialisation for PPO (SBX's
+    default is off) and DDPG's critic at the actor's rate (SB3's DDPG has one; SBX's defaults to 1e-3)."""
+    import optax
+    from flax import linen
+
+    if "peer_kwargs" in case:
+        kwargs = json.loads(json.dumps(case["peer_kwargs"]))  # a copy to fill in
+        if kwargs.get("policy_kwargs", {}).get("optimizer_class") == "adam":
+            kwargs["policy_kwargs"]["optimizer_class"] = optax.adam
+        return kwargs
+    kwargs = sb3_kwargs(case["hp"], total_steps)
+    policy = kwargs.pop("policy_kwargs", {})
+    if "activation_fn" in policy:
+        policy["activation_fn"] = {"ReLU": linen.relu, "Tanh": linen.tanh}[policy["activation_fn"].__name__]
+    if case["sbx"] == "PPO":
+        policy.setdefault("ortho_init", True)
+    if case["sbx"] == "DDPG":
+        kwargs["qf_learning_rate"] = kwargs.get("learning_rate", 1e-3)
+    return {**kwargs, **({"policy_kwargs": policy} if policy else {})}
 
 
 def evaluate_sb3(model, env_id: str, seed: int, episodes: int = 10, normalizer=None) -> float:
@@ -478,6 +524,7 @@ def worker(job: dict) -> dict:
     elif job["lib"] == "sbx":
         # XLA on one thread (and the process on one core, above), as every other run here
         os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        import jax.monitoring
         import sbx
         from stable_baselines3.common.env_util import make_vec_env
         from stable_baselines3.common.vec_env import VecNormalize
@@ -486,21 +533,24 @@ def worker(job: dict) -> dict:
         if case["hp"].get("normalize_obs"):  # RL Zoo's `normalize`
             env = normalizer = VecNormalize(env, norm_obs=True, norm_reward=case["hp"].get("normalize_reward", False),
                                             gamma=case["hp"].get("gamma", 0.99))  # fmt: skip
-        kwargs = json.loads(json.dumps(case["peer_kwargs"]))  # a copy to fill in
-        if kwargs.get("policy_kwargs", {}).get("optimizer_class") == "adam":
-            import optax
+        compiling = [0.0]  # seconds in XLA's compiler during training (tracing and lowering, nested, left out)
 
-            kwargs["policy_kwargs"]["optimizer_class"] = optax.adam
-        model = getattr(sbx, case["sbx"])(case["sbx_policy"], env, seed=seed, **kwargs)
-        start = time.perf_counter()
+        def count_compilation(event: str, seconds: float, **_) -> None:
+            if event == "/jax/core/compile/backend_compile_duration":
+                compiling[0] += seconds
+
+        jax.monitoring.register_event_duration_secs_listener(count_compilation)
+        policy = case.get("sbx_policy", "MlpPolicy")
+        model = getattr(sbx, case["sbx"])(policy, env, seed=seed, **sbx_kwargs(case, case["steps"]))
+        compiling[0], start = 0.0, time.perf_counter()
         model.learn(case["steps"])  # (its JIT compilation included: it is part of training)
-        wall, steps = time.perf_counter() - start, model.num_timesteps
+        wall, steps, compile_s = time.perf_counter() - start, model.num_timesteps, compiling[0]
         if isinstance(normalizer, VecNormalize):
             normalizer.training = False
         else:
             normalizer = None
         eval_mean = evaluate_sb3(model, case["env"], seed, normalizer=normalizer)
-        buffer = model.replay_buffer
+        buffer = getattr(model, "rollout_buffer", None) or model.replay_buffer
         buffer_obs = buffer.observations.nbytes + getattr(buffer, "next_observations", buffer.observations[:0]).nbytes
     else:
         wall, steps, eval_mean = floor(case, job["threads"], min(40_000, case["steps"]))
@@ -515,6 +565,7 @@ def worker(job: dict) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         **({"buffer_obs_mb": buffer_obs / 2**20} if job["lib"] != "floor" else {}),
         **({"phase_s": phases} if phases else {}),
+        **({"compile_s": compile_s} if job["lib"] == "sbx" else {}),
     }
 
 
@@ -620,8 +671,11 @@ def commit() -> str:
 
 
 def summarise(name: str, runs: list[dict], floor_sps: float, peer: str = "sb3") -> dict:
-    """Means over the seeds; the peer's keys are named after it (``sb3_sps``, ``sbx_sps``, …)."""
-    by = {lib: [r for r in runs if r["lib"] == lib] for lib in ("pgrad", peer)}
+    """Means over the seeds; each library's keys are named after it (``sb3_sps``, ``sbx_sps``, …);
+    ``ratio`` is pgrad's SPS over the case's peer's, ``ratio_sbx`` over SBX's where SBX ran beside SB3."""
+    by = {
+        lib: [r for r in runs if r["lib"] == lib] for lib in dict.fromkeys(["pgrad", peer] + [r["lib"] for r in runs])
+    }
     sps = {lib: statistics.fmean(r["sps"] for r in rs) for lib, rs in by.items()}
     evals = {lib: [r["eval_mean"] for r in rs] for lib, rs in by.items()}
     timed = [r for r in by["pgrad"] if "phase_s" in r]
@@ -637,11 +691,17 @@ def summarise(name: str, runs: list[dict], floor_sps: float, peer: str = "sb3") 
         "pgrad_sps": sps["pgrad"],
         f"{peer}_sps": sps[peer],
         "ratio": sps["pgrad"] / sps[peer],
+        **{f"ratio_{lib}": sps["pgrad"] / sps[lib] for lib in by if lib not in ("pgrad", peer)},
+        **{f"{lib}_sps": sps[lib] for lib in by if lib not in ("pgrad", peer)},
+        **{
+            f"{lib}_compile_s": statistics.fmean(r["compile_s"] for r in rs)
+            for lib, rs in by.items()
+            if "compile_s" in rs[0]
+        },
         "floor_sps": floor_sps,
         "pgrad_fraction_of_floor": sps["pgrad"] / floor_sps,
         f"{peer}_fraction_of_floor": sps[peer] / floor_sps,
-        "pgrad_eval": evals["pgrad"],
-        f"{peer}_eval": evals[peer],
+        **{f"{lib}_eval": evals[lib] for lib in by},
         **{f"{lib}_peak_rss_mb": max(r["peak_rss_mb"] for r in rs) for lib, rs in by.items() if "peak_rss_mb" in rs[0]},
         **{f"{lib}_buffer_obs_mb": rs[0]["buffer_obs_mb"] for lib, rs in by.items() if "buffer_obs_mb" in rs[0]},
     }
@@ -676,19 +736,27 @@ def write_markdown(out: Path = RESULTS) -> None:
             return f"{s[key]:.0%}" if key in s else "–"
 
         label = data["case"] + (f" (vs {peer.upper()})" if peer != "sb3" else "")
+        if "sbx_sps" in s:  # SBX beside SB3, or the case's peer
+            sbx_ratio = s["ratio"] if peer == "sbx" else s["ratio_sbx"]
+            jit = f" ({s['sbx_compile_s']:.0f})" if "sbx_compile_s" in s else ""  # (not recorded by older runs)
+            sbx = f"{s['sbx_sps']:,.0f}{jit} | **{sbx_ratio:.2f}×** | {fmt(s['sbx_eval'])}"
+        else:
+            sbx = "– | – | –"
         rows.append(
             f"| {label} | {data['steps']:,} | {len(s['pgrad_eval'])} | {s['pgrad_sps']:,.0f} | {s[peer + '_sps']:,.0f} "
-            f"| **{s['ratio']:.2f}×** | {s['floor_sps']:,.0f} | {s['pgrad_fraction_of_floor']:.0%} "
+            f"| **{s['ratio']:.2f}×** | {sbx} | {s['floor_sps']:,.0f} | {s['pgrad_fraction_of_floor']:.0%} "
             f"| {s[peer + '_fraction_of_floor']:.0%} | {pct('pgrad_update_share')} | {pct('pgrad_collect_fraction_of_floor')} "
-            f"| {fmt(s['pgrad_eval'])} | {fmt(s[peer + '_eval'])} | {mb('pgrad')} | {mb(peer)} |"
+            f"| {fmt(s['pgrad_eval'])} | {fmt(s[peer + '_eval'])} | {mb('pgrad')} | {mb(peer)} "
+            f"| {data['machine'].split(',')[0].replace('(R)', '')} |"  # the CPU; its extensions above the table
         )
     text = [
-        "# pgrad vs Stable-Baselines3 (`make bench-full`; `make bench` runs a quick set into results/quick/)",
+        "# pgrad vs Stable-Baselines3 and SBX (`make bench-full`; `make bench` runs a quick set into results/quick/)",
         "",
-        f"Machine: {' / '.join(machines)}. One torch thread for both; same hyperparameters (in `benchmarks/bench.py`),",
-        "env, budget and episode seeds; runs alternate pgrad / the peer, each in a fresh process. The peer is",
-        "SB3 or sb3-contrib, unless a row says (vs SBX): SBX 0.28 on JAX's CPU backend, XLA on one thread, the",
-        "same pinning, its JIT compilation counted as training time (`make bench-sbx`). SPS = env steps",
+        f"Machines (each row names its CPU): {' / '.join(machines)}. One thread for every library; same hyperparameters (in `benchmarks/bench.py`),",
+        "env, budget and episode seeds; runs alternate pgrad / the peer / SBX, each in a fresh process. The peer is",
+        "SB3 or sb3-contrib, unless a row says (vs SBX, `make bench-sbx`). SBX (SB3's algorithms in JAX, 0.28 on",
+        "JAX's CPU backend, XLA on one thread, the same pinning) runs beside SB3 wherever it has the case; its JIT",
+        "compilation counts as training time, as a user pays it, and is also given alone (JIT s: XLA's compile). SPS = env steps",
         "per second of training (evaluation excluded). Floor = the same vector env with random actions plus",
         "one batched actor+critic forward per step (pgrad's fused acting network for 64-64 nets, its cheapest). Eval",
         "= deterministic 10-episode mean at the end (– for ppo-atari, speed and memory only: 100k frames teach",
@@ -698,9 +766,10 @@ def write_markdown(out: Path = RESULTS) -> None:
         "pgrad update = the share of pgrad's training time spent in updates; pgrad collect / floor = the",
         "speed of pgrad's collection phase alone (acting + env steps, on-policy cases) against the floor.",
         "",
-        "| case | steps | seeds | pgrad SPS | peer SPS | ratio | floor SPS | pgrad / floor | peer / floor "
-        "| pgrad update | pgrad collect / floor | pgrad eval | peer eval | pgrad peak MB | peer peak MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| case | steps | seeds | pgrad SPS | peer SPS | ratio | SBX SPS (JIT s) | pgrad / SBX | SBX eval | floor SPS "
+        "| pgrad / floor | peer / floor | pgrad update | pgrad collect / floor | pgrad eval | peer eval | pgrad peak MB "
+        "| peer peak MB | CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
         *READING,
@@ -816,12 +885,30 @@ How to read it (what the profile below showed, and what was done about it):
   through the tanh nets (~1.5 ms each; the Gauss-Newton form Jᵀ M J v with a forward-mode J v gave
   the same product to 6e-8 but took 1.6 ms, so it was not adopted) and the critic fit (40 Adam
   steps on 512 states, ~29 ms).
-- **Off-policy, Pendulum.** Matrix products are 72-83% of an update (the profile table), and they
-  already run at full sgemm speed (~97 GFLOP/s for 256×256 by 256 on one core). pgrad does less arithmetic
-  than SB3 (the actor step computes no critic weight gradients, which SB3 computes and discards)
-  and runs fused Adam; stacking the twin critics into one batched matmul per layer measured no
-  faster on CPU (2.26 vs 2.27 ms forward + backward). With the same products left on one thread,
-  the lead is bounded by their share: 1.5× is out of reach on this CPU.
+- **Off-policy, Pendulum: behind SBX.** pgrad leads SB3 by 1.22-1.25× but trails SBX (0.70× SAC,
+  0.91× TD3, 0.85× DDPG, its JIT time counted). One SAC update (B = 256, 256-256 nets) is 16
+  products of 256×256 by 256 (~540 MFLOP) and, in eager PyTorch, ~1,200 operator calls. Measured
+  on an AMD EPYC (Zen 3: AVX2, FMA; no AVX-512, no AMX), one thread, the update alone on a filled
+  buffer: the 256³ product runs at 62-78 GFLOP/s in torch (MKL), 60-72 in numpy (OpenBLAS) and
+  55-63 in JAX (XLA), so the 16 products cost every library ~8.5 ms. SBX's whole update takes
+  10.2 ms on a quiet machine (13.0 ms with the other core busy), one jitted XLA computation with
+  ~1.7 ms beyond its products; pgrad's takes 18-20 ms: 11-12.5 ms of products (the 16 large and ~30
+  small ones of the first and last layers; 62% in the profile below), the rest the operator calls themselves: on this VM an
+  op in grad mode costs 15-30 µs of dispatch and autograd recording and a `backward()` ~90 µs
+  before it computes anything (the two-critic loss of five small ops: 140 µs). On the Zen 4 of an
+  earlier session, where dispatch was cheaper, the same update was 9.7-10.3 ms against SBX's 8.5
+  (TD3 at 400-300: pgrad 10.6 ms, SBX 11.7). Levers measured here and not kept: `torch.compile` of
+  the critic's loss and backward (31 s to compile, then 4.9-6.1 ms vs eager 5.0-6.2: no gain
+  beyond noise), the twin critics stacked into batched products (4.9-5.2 vs 5.2-5.4 ms: noise),
+  glibc's allocator thresholds (page faults 86 → 1 a step, time unchanged), flushing denormals
+  (no change); bf16 autocast (14 → 10 ms on the Intel Xeon with AMX) needs AMX or AVX512-BF16 and
+  a 5-seed returns check before it could be a default. So on a CPU the gap to SBX is eager
+  PyTorch's per-op cost, which only compiling the whole update into one graph removes, and
+  inductor did not do that here. (torch.profiler's `record_shapes` inflates the elementwise ops
+  of an update 5-50×, which once looked like a slow ReLU; the profile table below is taken
+  without it. It is this Zen 3 machine's (the other core training), a 2.45 GHz VM on which every update runs ~3× slower
+  than on the Zen 4 of the earlier session, PPO's 76.8 ms against 22.9: the per-step costs quoted
+  for the on-policy cases above are those earlier machines'.)
 - **Returns.** Both libraries are evaluated on the same 10 episode seeds. A2C at 100k steps on
   CartPole is bimodal for both (most runs converge to ~500 or stall near 60-180): over seeds 0-8
   (the two a2c rows) pgrad has 5 of 9 runs ≥ 465 (mean 360), SB3 6 of 9 (mean 379). PPO on
@@ -865,6 +952,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override every case's budget (harness smoke test)")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     parser.add_argument("--peer", default="sb3", choices=("sb3", "sbx"), help="the cases beside this peer")
+    parser.add_argument("--no-sbx", action="store_true", help="leave SBX out of the cases that run it beside SB3")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -878,19 +966,25 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    with_sbx = not args.no_sbx and Path(SBX_PYTHON).is_file()
+    if not with_sbx and not args.no_sbx and any("sbx" in CASES[n] and "peer" not in CASES[n] for n in names):
+        print(f"SBX left out: no {SBX_PYTHON} (make bench and make bench-full build it)", flush=True)
     for name in names:
         case = CASES[name]
         floor_run = run_job({"case": name, "lib": "floor", "seed": 0, "threads": args.threads, "steps": args.steps})
         runs = []
         peer = case.get("peer", "sb3")
+        libs = ["pgrad", peer] + (["sbx"] if with_sbx and "sbx" in case and peer != "sbx" else [])
         for seed in seeds:
-            for lib in ("pgrad", peer):  # alternate: A B A B
+            for lib in libs:  # alternate: A B C A B C
                 run = run_job({"case": name, "lib": lib, "seed": seed, "threads": args.threads, "steps": args.steps})
                 print(f"{name} {lib} seed {seed}: {run['sps']:,.0f} SPS, eval {run['eval_mean']:.1f}", flush=True)
                 runs.append(run)
         summary = summarise(name, runs, floor_run["sps"], peer)
+        versus = f", pgrad/sbx = {summary['ratio_sbx']:.2f}×" if "ratio_sbx" in summary else ""
         print(
-            f"{name}: pgrad/{peer} = {summary['ratio']:.2f}×, pgrad at {summary['pgrad_fraction_of_floor']:.0%} of floor"
+            f"{name}: pgrad/{peer} = {summary['ratio']:.2f}×{versus}, "
+            f"pgrad at {summary['pgrad_fraction_of_floor']:.0%} of floor"
         )
         (out / f"{name}.json").write_text(
             json.dumps(

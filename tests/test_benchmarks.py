@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).parent.parent / "benchmarks"
+SBX_PYTHON = BENCH.parent / ".venv-sbx" / "bin" / "python"  # made by make bench (JAX's stack, its own venv)
 
 
-def bench(case: str, steps: int, out: Path) -> dict:
+def bench(case: str, steps: int, out: Path, sbx: bool = False) -> dict:
     """``bench.py`` on one case at a tiny budget, seed 0: its JSON result."""
     run = subprocess.run(
         [sys.executable, str(BENCH / "bench.py"), "--cases", case, "--seeds", "0", "--steps", str(steps)]
-        + ["--out", str(out)],
+        + ["--out", str(out)]
+        + ([] if sbx else ["--no-sbx"]),
         capture_output=True,
         text=True,
         timeout=600,
@@ -34,6 +36,20 @@ def test_bench_runs_both_libraries_and_writes_results(tmp_path):
     assert 0 < data["summary"]["pgrad_update_share"] < 1 and data["summary"]["ratio"] > 0
     table = (tmp_path / "RESULTS.md").read_text()
     assert "| ppo-cartpole | 512 | 1 |" in table
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SBX_PYTHON.is_file(), reason="no SBX venv (make bench builds it)")
+def test_bench_runs_sbx_beside_sb3_and_counts_its_compilation(tmp_path):
+    data = bench("sac-pendulum", 300, tmp_path, sbx=True)
+    assert [r["lib"] for r in data["runs"]] == ["pgrad", "sb3", "sbx"]
+    sbx = data["runs"][2]
+    assert sbx["steps"] == 300 and 0 < sbx["compile_s"] < sbx["wall_s"]
+    summary = data["summary"]
+    assert summary["ratio_sbx"] == pytest.approx(summary["pgrad_sps"] / summary["sbx_sps"])
+    assert summary["ratio"] == pytest.approx(summary["pgrad_sps"] / summary["sb3_sps"])
+    row = next(line for line in (tmp_path / "RESULTS.md").read_text().splitlines() if line.startswith("| sac-pendulum"))
+    assert f"**{summary['ratio_sbx']:.2f}×**" in row and row.endswith(" |")
 
 
 @pytest.mark.slow

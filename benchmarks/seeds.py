@@ -1,8 +1,10 @@
-"""Many seeds in one process (issue 19): ``pgrad train ppo --seeds`` against the same seeds trained
-one after another, each way in a fresh process pinned to one core with one torch thread.
+"""Many seeds in one process (issue 19): ``pgrad train ppo --seeds`` (or a2c, sac, td3, ddpg) against
+the same seeds trained one after another, each way in a fresh process pinned to one core with one
+torch thread.
 
     python benchmarks/seeds.py                                   # ppo-cartpole, seeds 0-15
     python benchmarks/seeds.py --case ppo-pendulum --seeds 0-7 --steps 50000
+    python benchmarks/seeds.py --case sac-pendulum --seeds 0-7 --steps 3000 --peer sb3
     python benchmarks/seeds.py --peer sb3                        # and SB3 on the same seeds, one by one
 
 Reports the wall time of all seeds' training (evaluations excluded: the final 10-episode
@@ -77,7 +79,9 @@ def run_job(job: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--case", default="ppo-cartpole", choices=[n for n, c in CASES.items() if c["algo"] in ("ppo", "a2c")]
+        "--case",
+        default="ppo-cartpole",
+        choices=[n for n, c in CASES.items() if c["algo"] in ("ppo", "a2c", "sac", "td3", "ddpg")],
     )
     parser.add_argument("--seeds", default="0-15", help="a range 0-15 or a list 0,1,2")
     parser.add_argument("--steps", type=int, default=None, help="per seed (default: the case's)")

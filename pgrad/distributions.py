@@ -94,7 +94,9 @@ def _gumbel_(u: Tensor) -> Tensor:
     return u.log_().neg_().log_().neg_()
 
 
-def _noise(kind: str, like: Tensor, generator: torch.Generator | EnvGenerators | None) -> Tensor:
+def _noise(kind: str, like: Tensor, generator: torch.Generator | EnvGenerators | Tensor | None) -> Tensor:
+    if isinstance(generator, Tensor):  # drawn beforehand, ``like``'s shape (many seeds' updates: pgrad.seeds)
+        return generator
     if isinstance(generator, EnvGenerators):
         return generator.draw(kind, like.shape, like)
     noise = (torch.randn if kind == "normal" else torch.rand)(
@@ -227,7 +229,7 @@ class DiagGaussian:
         with torch.no_grad():
             return self.rsample(generator)
 
-    def rsample(self, generator: torch.Generator | EnvGenerators | None = None) -> Tensor:
+    def rsample(self, generator: torch.Generator | EnvGenerators | Tensor | None = None) -> Tensor:
         noise = _noise("normal", self.mean, generator)
         return self.mean + self.std * noise  # a = μ + σ ε, ε ~ N(0, I)
 

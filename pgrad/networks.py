@@ -48,7 +48,11 @@ class MLP(nn.Sequential):
         if self.hooked:
             return super().forward(x)
         for layer in self:
-            x = layer.forward(x)
+            x = (
+                _stacked_linear(layer, x)
+                if isinstance(layer, nn.Linear) and layer.weight.dim() == 3
+                else layer.forward(x)
+            )
         return x
 
     def with_latent(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -63,6 +67,15 @@ class MLP(nn.Sequential):
     def hooked(self) -> bool:
         """Whether a hook is registered on one of the layers, or on every module."""
         return any(self.hook_registries)
+
+
+def _stacked_linear(layer: nn.Linear, x: Tensor) -> Tensor:
+    """A Linear layer whose parameters are many seeds' stacked (``weight [S, out, in]``, ``bias [S, out]``,
+    lent by ``functional_call``: :func:`pgrad.stack.stacked_call`) on ``x [S, B, in]``: every seed's
+    x W_sᵀ + b_s in one batched product, the bias added inside it."""
+    if layer.bias is None:
+        return torch.bmm(x, layer.weight.transpose(-1, -2))
+    return torch.baddbmm(layer.bias.unsqueeze(-2), x, layer.weight.transpose(-1, -2))
 
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -866,9 +879,14 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """Polyak averaging θ' ← τθ + (1 − τ)θ' over all parameters, in one fused op (per tensor on a
-    torch without the private ``_foreach_lerp_``: the same numbers)."""
-    targets, sources = list(target.parameters()), list(source.parameters())
+    """Polyak averaging θ' ← τθ + (1 − τ)θ' over all parameters (:func:`polyak_`)."""
+    polyak_(list(target.parameters()), list(source.parameters()), tau)
+
+
+@torch.no_grad()
+def polyak_(targets: list[Tensor], sources: list[Tensor], tau: float) -> None:
+    """θ' ← τθ + (1 − τ)θ' for each pair, in one fused op (per tensor on a torch without the
+    private ``_foreach_lerp_``: the same numbers)."""
     lerp = getattr(torch, "_foreach_lerp_", None)
     if lerp is not None:
         lerp(targets, sources, tau)

@@ -1,12 +1,13 @@
 """Many seeds of one configuration in one process: ``pgrad train ppo --seeds 0-15`` (issue 19;
-PPO, A2C and the one-step actor-critic).
+PPO, A2C, the one-step actor-critic, SAC, TD3 and DDPG).
 
 Each seed is an ordinary run, ``<parent>/seed-<s>``, with everything its single run has: config,
 envs, normaliser, generators, optimizer, logger, evaluations, checkpoints, curve; ``pgrad eval``,
 ``plot`` and ``--resume`` take one seed's directory as they take any run. What the seeds share is
 the arithmetic of the update: their networks are stacked (:mod:`pgrad.stack`) and one batched pass
 computes every seed's loss and gradient (the algorithm's ``update_seeds``). The runs advance in
-lockstep: each seed collects its rollout, one stacked update, then each seed logs, evaluates and
+lockstep: each seed collects its rollout (off-policy: takes its vector step and, when a round is
+due, samples its replay buffer), one stacked update, then each seed logs, evaluates and
 checkpoints exactly where its single run would. ``parent/seeds.json`` lists the seeds' runs, so
 ``pgrad plot parent`` draws their mean ± std and ``pgrad train --resume parent`` continues them all.
 """
@@ -30,15 +31,42 @@ from pgrad import checkpoint
 from pgrad.agent import Agent
 from pgrad.algos import get_algo
 from pgrad.algos.actor_critic import update_seeds as a2c_update_seeds
+from pgrad.algos.base import OffPolicyLoop
+from pgrad.algos.ddpg import DeterministicStacks
+from pgrad.algos.ddpg import update_seeds as deterministic_update_seeds
 from pgrad.algos.ppo import update_seeds as ppo_update_seeds
+from pgrad.algos.sac import SACStacks
+from pgrad.algos.sac import update_seeds as sac_update_seeds
 from pgrad.config import RunConfig
 from pgrad.envs import check_spaces
 from pgrad.envspec import EnvSpec, check_user_env
 from pgrad.stack import StackedParameters
 from pgrad.train import Interrupted, Trainer, prepared, resumed, stop_signals
 
-# the algorithms with an update for many seeds at once
+# the algorithms with an update for many seeds at once: on-policy ones (one stacked policy), and
+# off-policy ones (how to stack their networks, and the update)
 STACKED = {"ppo": ppo_update_seeds, "a2c": a2c_update_seeds, "actor_critic": a2c_update_seeds}
+OFF_POLICY = {
+    "sac": (SACStacks.of, sac_update_seeds),
+    "td3": (DeterministicStacks.of, deterministic_update_seeds),
+    "ddpg": (DeterministicStacks.of, deterministic_update_seeds),
+}
+# what a stacked run cannot take: (field, the allowed value, why), for every algorithm and per algorithm
+REFUSED = [
+    ("workers", 0, "the seeds' envs step in this process"),
+    ("loss", "clip", "the KL-penalty objectives are not stacked"),
+    ("rnn", "none", "recurrent policies are not stacked"),
+]
+ROUNDS = ("train_freq_unit", "step", "rounds every few episodes would fall at different steps for each seed")
+REFUSED_BY_ALGO = {
+    "sac": [
+        ("variant", "v2", "SAC v1's V network is not stacked"),
+        ("use_sde", False, "gSDE's held exploration is not stacked"),
+        ROUNDS,
+    ],
+    "td3": [ROUNDS],
+    "ddpg": [ROUNDS],
+}
 SEEDS_FILE = "seeds.json"
 
 
@@ -60,16 +88,12 @@ def parse_seeds(text: str) -> list[int]:
 
 def check_stackable(algo: str, cfg: RunConfig) -> None:
     """One line naming what a stacked run cannot take, before anything is built."""
-    if algo not in STACKED:
+    if algo not in STACKED and algo not in OFF_POLICY:
         raise ValueError(
-            f"--seeds is invalid for {algo}: it trains {', '.join(STACKED)} as one stacked model; train {algo}'s seeds "
-            f"one run at a time, or in parallel with pgrad sweep {algo} --seeds 0,1,2"
+            f"--seeds is invalid for {algo}: it trains {', '.join([*STACKED, *OFF_POLICY])} as one stacked model; train "
+            f"{algo}'s seeds one run at a time, or in parallel with pgrad sweep {algo} --seeds 0,1,2"
         )
-    for name, allowed, why in (
-        ("workers", 0, "the seeds' envs step in this process"),
-        ("loss", "clip", "the KL-penalty objectives are not stacked"),
-        ("rnn", "none", "recurrent policies are not stacked"),
-    ):
+    for name, allowed, why in REFUSED + REFUSED_BY_ALGO.get(algo, []):
         value = getattr(cfg, name, allowed)
         if value != allowed:
             raise ValueError(f"{name}={value!r} is invalid: must be {allowed!r} with --seeds ({why})")
@@ -119,7 +143,7 @@ def run_seeds(
     try:
         with contextlib.ExitStack() as held:  # a failed start: each seed's directory goes (prepared)
             trainers = [held.enter_context(prepared(entry.name, c, spec, callbacks)) for c in configs]
-            stack = StackedParameters([t.loop.algo.policy for t in trainers])  # refuses what it cannot stack
+            stack = stacks_for(entry.name, trainers)  # refuses what it cannot stack
             for trainer in trainers:
                 trainer.begin(sources, preset)
             begun = True
@@ -141,12 +165,12 @@ def resume_seeds(parent: str | Path, total_steps: int | None = None, callbacks: 
         algo, runs = record["algo"], [parent / run for run in record["runs"]]
     except (OSError, json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise checkpoint.CheckpointError(f"{parent / SEEDS_FILE} is unreadable ({type(e).__name__}: {e})") from None
-    if algo not in STACKED:
+    if algo not in STACKED and algo not in OFF_POLICY:
         raise checkpoint.CheckpointError(f"{parent / SEEDS_FILE}: algo {algo!r} has no stacked update")
     with contextlib.ExitStack() as held:
         started = [held.enter_context(resumed(run, None, total_steps, callbacks)) for run in runs]
         trainers = [trainer for trainer, _ in started]
-        stack = StackedParameters([t.loop.algo.policy for t in trainers])
+        stack = stacks_for(algo, trainers)
         steps = {step for _, step in started}
         if len(steps) != 1:
             raise checkpoint.CheckpointError(
@@ -156,18 +180,30 @@ def resume_seeds(parent: str | Path, total_steps: int | None = None, callbacks: 
         return train_stacked(algo, trainers, stack, parent, record.get("verbose", 1), resume_step=steps.pop())
 
 
+def stacks_for(algo: str, trainers: list[Trainer]) -> Any:
+    """The seeds' networks stacked: the policies of an on-policy algorithm, what an off-policy one needs."""
+    if algo in OFF_POLICY:
+        return OFF_POLICY[algo][0]([t.loop.algo for t in trainers])
+    return StackedParameters([t.loop.algo.policy for t in trainers])
+
+
 def train_stacked(
     algo: str,
     trainers: list[Trainer],
-    stack: StackedParameters,
+    stack: Any,
     parent: Path,
     verbose: int,
     resume_step: int | None = None,
 ) -> list[Agent]:
-    """The lockstep loop of :class:`~pgrad.algos.base.OnPolicyLoop.run`, for all seeds: collect,
-    one stacked update, then each seed's report and poll (checkpoints, evaluations, stops). A
-    seed a callback stops drops out; a signal stops all at the same step, each with a checkpoint."""
-    update = STACKED[algo]
+    """The lockstep loop of the seeds' runs (:meth:`~pgrad.algos.base.OnPolicyLoop.run`,
+    :meth:`~pgrad.algos.base.OffPolicyLoop.run`): collect, one stacked update, then each seed's
+    report and poll (checkpoints, evaluations, stops). A seed a callback stops drops out; a signal
+    stops all at the same step, each with a checkpoint."""
+    advance = (
+        partial(advance_off_policy, OFF_POLICY[algo][1])
+        if algo in OFF_POLICY
+        else partial(advance_on_policy, STACKED[algo])
+    )
     loops = [t.loop for t in trainers]
     if verbose >= 1:
         seeds = [t.cfg.seed for t in trainers]
@@ -179,14 +215,8 @@ def train_stacked(
     final: list[int | None] = [None] * len(trainers)  # a seed's last step, once its run has stopped
     with stop_signals(trainers), contextlib.ExitStack() as sessions:
         loggers = [sessions.enter_context(t.session(resume_step)) for t in trainers]
-        while loops[0].update < loops[0].n_updates and any(step is None for step in final):
-            active = [step is None for step in final]
-            stats = [loop.next_rollout() if go else None for loop, go in zip(loops, active, strict=True)]
-            metrics = update([loop.algo for loop in loops], [loop.buf for loop in loops], stack,
-                             loops[0].progress_remaining(), active)  # fmt: skip
-            for k in (k for k, go in enumerate(active) if go):
-                trainer, loop = trainers[k], loops[k]
-                trainer.guarded(partial(loop.updated, metrics[k], stats[k], partial(trainer.on_update, loggers[k])))
+        while any(step is None and not finished(loop) for step, loop in zip(final, loops, strict=True)):
+            advance(trainers, loggers, stack, [step is None for step in final])
             poll_all(trainers, loops, final, parent)
         for k, (trainer, loop) in enumerate(zip(trainers, loops, strict=True)):
             trainer.elapsed = loggers[k].elapsed
@@ -196,6 +226,44 @@ def train_stacked(
     if verbose >= 1:
         print_seeds_summary(Console(), algo, trainers, final, parent)
     return agents
+
+
+def finished(loop: Any) -> bool:
+    """Whether a seed's loop has done its run's work (its updates; off-policy: its env steps)."""
+    if isinstance(loop, OffPolicyLoop):
+        return loop.global_step >= loop.cfg.total_steps
+    return loop.update >= loop.n_updates
+
+
+def advance_on_policy(
+    update, trainers: list[Trainer], loggers: list, stack: StackedParameters, active: list[bool]
+) -> None:
+    """Each running seed collects its rollout; one stacked update; each reports it."""
+    loops = [t.loop for t in trainers]
+    stats = [loop.next_rollout() if go else None for loop, go in zip(loops, active, strict=True)]
+    metrics = update([loop.algo for loop in loops], [loop.buf for loop in loops], stack,
+                     loops[0].progress_remaining(), active)  # fmt: skip
+    for k in (k for k, go in enumerate(active) if go):
+        trainer, loop = trainers[k], loops[k]
+        trainer.guarded(partial(loop.updated, metrics[k], stats[k], partial(trainer.on_update, loggers[k])))
+
+
+def advance_off_policy(update, trainers: list[Trainer], loggers: list, stacks: Any, active: list[bool]) -> None:
+    """Each running seed takes its vector step; when a round is due (for all at once: the seeds step
+    in lockstep), its gradient steps, each one stacked update of every seed's own replay sample;
+    then each reports the round."""
+    loops = [t.loop for t in trainers]
+    due = [loop.env_step() if go else False for loop, go in zip(loops, active, strict=True)]
+    if not any(due):
+        return
+    rounds = [loop.begin_round() if d else 0 for loop, d in zip(loops, due, strict=True)]
+    metrics: list = [None] * len(loops)
+    for _ in range(max(rounds)):
+        batches = [loop.batch() if d else None for loop, d in zip(loops, due, strict=True)]
+        metrics = update([loop.algo for loop in loops], batches, stacks)
+    for k in (k for k, d in enumerate(due) if d):
+        trainer, loop = trainers[k], loops[k]
+        trainer.guarded(partial(loop.end_round, metrics[k], partial(trainer.on_update, loggers[k])))
 
 
 def poll_all(trainers: list[Trainer], loops: list, final: list[int | None], parent: Path) -> None:

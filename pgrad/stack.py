@@ -13,6 +13,7 @@ of each seed's loss gives each seed exactly its own gradient: the seeds share no
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -90,6 +91,58 @@ class StackedParameters:
         for g in grads:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
         return total
+
+
+def stacked_call(stack: StackedParameters, *inputs: Tensor, frozen: bool = False, submodule: str = "") -> Any:
+    """Seed 0's module (or its ``submodule``, a dotted name) called on every seed's inputs
+    ``[S, B, ...]`` with the stacked parameters: its :class:`~pgrad.networks.MLP` layers take all
+    seeds in one batched product each (no vmap), and every other operation of its forward broadcasts
+    over the leading seed dimension. For the networks :func:`check_plain` accepts. ``frozen``: the
+    parameters lend their values and take no gradient (an actor's loss through its critics:
+    gradients reach the actions only)."""
+    prefix = f"{submodule}." if submodule else ""
+    params = {k.removeprefix(prefix): v for k, v in stack.stacked.items() if k.startswith(prefix)}
+    if frozen:
+        params = {k: v.detach() for k, v in params.items()}
+    return functional_call(stack.modules[0].get_submodule(submodule), params, inputs)
+
+
+def check_plain(module: nn.Module, what: str) -> None:
+    """Refuse a network :func:`stacked_call` cannot run: every Linear layer must sit in an
+    :class:`~pgrad.networks.MLP` and every other layer be elementwise (no encoder, normalisation or
+    dropout: their parameters or statistics would not be per seed)."""
+    from pgrad.networks import ACTIVATIONS, MLP
+
+    elementwise = tuple(ACTIVATIONS.values())
+    in_mlp = {id(layer) for m in module.modules() if isinstance(m, MLP) for layer in m}
+    for name, layer in module.named_modules():
+        container = any(True for _ in layer.children())
+        if container and not any(True for _ in layer.parameters(recurse=False)):
+            continue
+        if not container and id(layer) in in_mlp and isinstance(layer, (nn.Linear, *elementwise)):
+            continue
+        raise ValueError(
+            f"{what}'s layer {name or 'itself'!r} ({type(layer).__name__}) cannot be stacked over seeds: --seeds "
+            "takes plain MLPs of Linear layers and activations (no encoder, layer norm, dropout or SimBa block); "
+            "train these seeds one run at a time"
+        )
+
+
+def stack_batches(batches: Sequence[dict[str, Tensor] | None]) -> dict[str, Tensor]:
+    """The seeds' replay samples side by side, ``[S, B, ...]`` per key. A stopped seed's None borrows
+    a running seed's rows: computed with, never stepped on."""
+    running = next(b for b in batches if b is not None)
+    return {k: torch.stack([(b if b is not None else running)[k] for b in batches]) for k in running}
+
+
+def seed_noise(generators: Sequence[torch.Generator | None], shape: Sequence[int], like: Tensor) -> Tensor:
+    """``[S, *shape]`` standard normal noise, each seed's from its own generator as its single run
+    draws it (zeros for None: a stopped seed draws nothing)."""
+    return torch.stack([
+        torch.randn(shape, generator=g, dtype=like.dtype, device=like.device) if g is not None
+        else torch.zeros(shape, dtype=like.dtype, device=like.device)
+        for g in generators
+    ])  # fmt: skip
 
 
 def side_by_side(rollouts: Sequence) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -737,7 +737,7 @@ def train(
     ``agent.learn(steps)`` can continue the run.
 
     ``seeds`` (in place of ``seed``: a range or list of two or more): train every seed in this one
-    process, their networks stacked (``pgrad.seeds``: PPO, A2C, actor_critic), each seed an ordinary run in
+    process, their networks stacked (``pgrad.seeds``: PPO, A2C, actor_critic, SAC, TD3, DDPG), each seed an ordinary run in
     ``run_dir/seed-S``; returns the seeds' agents in order.
     """
     zoo = None

@@ -1,5 +1,5 @@
 """Many seeds in one process (issue 19): the stacked update against each seed's own update, and
-``pgrad train ppo --seeds`` as a user runs it."""
+``pgrad train ppo --seeds`` (and ``sac``) as a user runs it."""
 
 from __future__ import annotations
 
@@ -195,6 +195,15 @@ def test_cli_trains_each_seed_into_an_ordinary_run(tmp_path):
         (["ppo", "--seeds", "0,1", "--seed", "2"], "--seeds replaces --seed"),
         (["ppo", "--seeds", "0,1", "--loss", "kl_penalty"], "loss='kl_penalty' is invalid"),
         (["ppo", "--seeds", "0,1", "--rnn", "lstm"], "rnn='lstm' is invalid"),
+        (["sac", "--env", "Pendulum-v1", "--seeds", "0,1", "--variant", "v1"], "variant='v1' is invalid"),
+        (["sac", "--env", "Pendulum-v1", "--seeds", "0,1", "--use-sde"], "use_sde=True is invalid"),
+        (
+            ["sac", "--env", "Pendulum-v1", "--seeds", "0,1", "--network", "simba", "--normalize-obs"],
+            "cannot be stacked",
+        ),
+        (["sac", "--env", "Pendulum-v1", "--seeds", "0,1", "--critic-layer-norm"], "cannot be stacked over seeds"),
+        (["td3", "--env", "Pendulum-v1", "--seeds", "0,1", "--train-freq-unit", "episode"], "train_freq_unit="),
+        (["reinforce", "--seeds", "0,1"], "--seeds is invalid for reinforce"),
     ],
 )
 def test_cli_refuses_what_it_cannot_stack_in_one_line(tmp_path, args, message):
@@ -250,6 +259,18 @@ def files(run: Path) -> dict[str, object]:
     return {"weights": weights} | {name: (run / name).read_bytes() for name in ("progress.csv", "eval.json")}
 
 
+def cut_and_resumed_ends_as_whole(tmp_path: Path, algo: str, step: int, common: dict, whole: list) -> None:
+    """A SIGTERM at ``step`` stops every seed there with a checkpoint; ``--resume`` of the parent ends
+    as the uninterrupted run in ``tmp_path / "whole"`` ended (``whole``: its agents), byte for byte."""
+    with pytest.raises(Interrupted, match=f"stopped at step {step:,} with a checkpoint in each seed's run"):
+        pgrad.train(algo, run_dir=str(tmp_path / "cut"), callbacks=[SignalAt(step)], **common)
+    assert [checkpoint_step(tmp_path / "cut" / f"seed-{seed}") for seed in (0, 1)] == [step, step]
+    resumed = resume_seeds(tmp_path / "cut")
+    assert [a.evaluation.returns for a in resumed] == [a.evaluation.returns for a in whole]
+    for seed in (0, 1):
+        assert files(tmp_path / "cut" / f"seed-{seed}") == files(tmp_path / "whole" / f"seed-{seed}")
+
+
 def test_stacked_run_is_reproducible_and_resumes_bitwise(tmp_path):
     """Same seeds, same results; a SIGTERM stops every seed at one step with a checkpoint, and
     ``--resume`` of the parent ends where the uninterrupted run ends, byte for byte."""
@@ -261,13 +282,7 @@ def test_stacked_run_is_reproducible_and_resumes_bitwise(tmp_path):
         assert files(tmp_path / "whole" / f"seed-{seed}") == files(tmp_path / "again" / f"seed-{seed}")
     assert files(tmp_path / "whole" / "seed-0")["progress.csv"] != files(tmp_path / "whole" / "seed-1")["progress.csv"]
 
-    with pytest.raises(Interrupted, match="stopped at step 768 with a checkpoint in each seed's run"):
-        pgrad.train("ppo", run_dir=str(tmp_path / "cut"), callbacks=[SignalAt(768)], **common)
-    assert [checkpoint_step(tmp_path / "cut" / f"seed-{seed}") for seed in (0, 1)] == [768, 768]
-    resumed = resume_seeds(tmp_path / "cut")
-    assert [a.evaluation.returns for a in resumed] == [a.evaluation.returns for a in whole]
-    for seed in (0, 1):
-        assert files(tmp_path / "cut" / f"seed-{seed}") == files(tmp_path / "whole" / f"seed-{seed}")
+    cut_and_resumed_ends_as_whole(tmp_path, "ppo", 768, common, whole)
 
 
 @pytest.mark.parametrize("algo", ["a2c", "actor_critic"])
@@ -278,3 +293,161 @@ def test_a2c_family_trains_stacked(tmp_path, algo):
     for seed in (0, 1):
         rows = (tmp_path / algo / f"seed-{seed}" / "progress.csv").read_text().splitlines()
         assert rows[-1].split(",")[0] == "400"  # each seed logged its last update
+
+
+# -- SAC: every seed's update in one stacked pass --------------------------------------------------
+
+SAC_CASES = {
+    "learned α": {},
+    "policy delay 2, fixed α": dict(policy_delay=2, ent_coef=0.1),
+    "n-step discounts, 2-d actions": dict(n_steps=3),
+}
+
+
+def replay_batch(g: torch.Generator, B: int, obs_dim: int, act_dim: int, nstep: bool) -> dict[str, torch.Tensor]:
+    batch = dict(obs=torch.randn(B, obs_dim, generator=g), actions=torch.rand(B, act_dim, generator=g) * 2 - 1,
+                 next_obs=torch.randn(B, obs_dim, generator=g), rewards=torch.randn(B, generator=g),
+                 terminated=(torch.rand(B, generator=g) < 0.2).float())  # fmt: skip
+    if nstep:
+        batch["discount"] = 0.99 ** torch.randint(1, 4, (B,), generator=g).float()
+    return batch
+
+
+def stacked_matches_singles(singles, update_seeds, stacks_of, steps, networks, make_batch) -> list:
+    """Copies of ``singles`` through the stacked ``update_seeds``, ``singles`` through their own
+    ``update``, on the same batches (``make_batch()`` per seed and step): every step's metrics and,
+    at the end, the weights of ``networks`` agree. Returns the stacked copies."""
+    stacked = [copy.deepcopy(algo) for algo in singles]
+    stacks = stacks_of(stacked)
+    for step in range(steps):
+        batches = [make_batch() for _ in singles]
+        own = [algo.update(batch) for algo, batch in zip(singles, batches, strict=True)]
+        together = update_seeds(stacked, batches, stacks)
+        for mine, theirs in zip(own, together, strict=True):
+            assert mine.keys() == theirs.keys()
+            for k in mine:
+                assert theirs[k] == pytest.approx(mine[k], rel=1e-5, abs=1e-6), (step, k)
+    for mine, theirs in zip(singles, stacked, strict=True):
+        for net in networks:
+            for p, q in zip(getattr(mine, net).parameters(), getattr(theirs, net).parameters(), strict=True):
+                torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+    return stacked
+
+
+@pytest.mark.parametrize("case", SAC_CASES)
+def test_stacked_sac_update_equals_each_seeds_own_update(case):
+    """Three seeds, six gradient steps (the first ones through torch's own Adam step, the later ones
+    through the fused kernel), each seed's own batches: the stacked update gives every seed the
+    metrics, weights, target weights, α and generator state its own ``SAC.update`` gives it."""
+    from pgrad.algos.sac import SAC, SACConfig, SACStacks
+    from pgrad.algos.sac import update_seeds as sac_update_seeds
+
+    kw = SAC_CASES[case]
+    act_dim = 2 if "n_steps" in kw else 1
+    obs_space, act_space = gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (act_dim,))
+    singles = [SAC(SACConfig(env="Pendulum-v1", hidden_sizes=(32, 16), seed=s, **kw), obs_space, act_space,
+                   torch.device("cpu")) for s in (0, 1, 2)]  # fmt: skip
+    g = torch.Generator().manual_seed(7)
+    stacked = stacked_matches_singles(singles, sac_update_seeds, SACStacks.of, 6, ("actor", "critic", "critic_target"),
+                                      lambda: replay_batch(g, 16, 3, act_dim, "n_steps" in kw))  # fmt: skip
+    for mine, theirs in zip(singles, stacked, strict=True):
+        torch.testing.assert_close(theirs.temperature.log_alpha, mine.temperature.log_alpha, rtol=1e-5, atol=1e-7)
+        assert torch.equal(theirs.generator.get_state(), mine.generator.get_state())
+        assert theirs.updates == mine.updates
+
+
+def test_a_stopped_sac_seed_takes_no_step_and_draws_nothing():
+    """Seed 0 stopped: it keeps its weights, α and generator; seed 1 goes on as its own update does,
+    its policy delay counted by its own updates."""
+    from pgrad.algos.sac import SAC, SACConfig, SACStacks
+    from pgrad.algos.sac import update_seeds as sac_update_seeds
+
+    obs_space, act_space = gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (1,))
+    algos = [SAC(SACConfig(env="Pendulum-v1", hidden_sizes=(16,), seed=s, policy_delay=2), obs_space, act_space,
+                 torch.device("cpu")) for s in (0, 1)]  # fmt: skip
+    alone = copy.deepcopy(algos[1])
+    stacks = SACStacks.of(algos)
+    nets = [algos[0].actor, algos[0].critic, algos[0].critic_target]
+    before = [p.detach().clone() for net in nets for p in net.parameters()]
+    alpha, generator = algos[0].temperature.log_alpha.detach().clone(), algos[0].generator.get_state()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        batch = replay_batch(g, 8, 3, 1, False)
+        metrics = sac_update_seeds(algos, [None, batch], stacks)
+        assert metrics[0] is None and metrics[1] == pytest.approx(alone.update(batch), rel=1e-5, abs=1e-6)
+    assert all(torch.equal(p, q) for p, q in zip((p for net in nets for p in net.parameters()), before, strict=True))
+    assert torch.equal(algos[0].temperature.log_alpha, alpha) and torch.equal(algos[0].generator.get_state(), generator)
+    assert algos[0].updates == 0 and algos[1].updates == 3
+    torch.testing.assert_close(algos[1].temperature.log_alpha, alone.temperature.log_alpha)
+
+
+SAC_SMALL = dict(env="Pendulum-v1", total_steps=600, learning_starts=200, hidden_sizes=(32, 32), batch_size=32,
+                 eval_episodes=2, eval_every=300, checkpoint_every=200)  # fmt: skip
+
+
+def test_stacked_sac_run_is_reproducible_and_resumes_bitwise(tmp_path):
+    """Each seed's run directory is an ordinary SAC run; the same seeds give the same results, and a
+    SIGTERM mid-run (replay buffers in the checkpoints) resumes to the uninterrupted run's bytes."""
+    common = dict(seeds=[0, 1], save_replay_buffer=True, **SAC_SMALL)
+    whole = pgrad.train("sac", run_dir=str(tmp_path / "whole"), **common)
+    again = pgrad.train("sac", run_dir=str(tmp_path / "again"), **common)
+    assert [a.evaluation.returns for a in whole] == [a.evaluation.returns for a in again]
+    for seed in (0, 1):
+        assert files(tmp_path / "whole" / f"seed-{seed}") == files(tmp_path / "again" / f"seed-{seed}")
+        rows = (tmp_path / "whole" / f"seed-{seed}" / "progress.csv").read_text().splitlines()
+        assert rows[-1].split(",")[0] == "600" and "losses/alpha" in rows[0]
+    assert whole[0].evaluation.returns != whole[1].evaluation.returns
+
+    cut_and_resumed_ends_as_whole(tmp_path, "sac", 400, common, whole)
+
+
+def test_a_stacked_sac_seed_learns_as_its_single_run(tmp_path):
+    """Seed 1 of a stacked run and seed 1 alone act, sample and draw alike: the same warm-up (their
+    first evaluation, before any update, is equal), and their first logged update agrees until
+    float rounding (one batched product against one product per seed) parts them."""
+    config = SAC_SMALL | dict(learning_starts=300)
+    pgrad.train("sac", seeds=[0, 1], run_dir=str(tmp_path / "stacked"), **config)
+    pgrad.train("sac", seed=1, run_dir=str(tmp_path / "single"), verbose=0, **config)
+    runs = (tmp_path / "stacked" / "seed-1", tmp_path / "single")
+    evals = [(run / "eval.csv").read_text().splitlines()[1] for run in runs]
+    assert evals[0].split(",")[0] == "300" and evals[0] == evals[1]
+    tables = [(run / "progress.csv").read_text().splitlines() for run in runs]
+    first = [dict(zip(table[0].split(","), table[1].split(","), strict=True)) for table in tables]
+    assert first[0].keys() == first[1].keys()
+    for key in (k for k in first[0] if k.startswith("losses/")):
+        assert float(first[0][key]) == pytest.approx(float(first[1][key]), rel=1e-4, abs=1e-6), key
+
+
+# -- TD3 and DDPG ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ["td3", "ddpg"])
+@pytest.mark.parametrize("nstep", [False, True])
+def test_stacked_deterministic_update_equals_each_seeds_own_update(algo, nstep):
+    """TD3 (twin critics, smoothing noise from each seed's generator, delayed actor and targets) and
+    DDPG: three seeds, five gradient steps, the stacked update against each seed's own ``update``."""
+    from pgrad.algos.ddpg import DDPG, DDPGConfig, DeterministicStacks
+    from pgrad.algos.ddpg import update_seeds as deterministic_update_seeds
+    from pgrad.algos.td3 import TD3, TD3Config
+
+    cls, config = (TD3, TD3Config) if algo == "td3" else (DDPG, DDPGConfig)
+    obs_space, act_space = gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (2,))
+    singles = [cls(config(env="Pendulum-v1", hidden_sizes=(32, 16), seed=s), obs_space, act_space,
+                   torch.device("cpu")) for s in (0, 1, 2)]  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    stacked = stacked_matches_singles(singles, deterministic_update_seeds, DeterministicStacks.of, 5,
+                                      ("actor", "actor_target", "critic", "critic_target"),
+                                      lambda: replay_batch(g, 16, 3, 2, nstep))  # fmt: skip
+    for mine, theirs in zip(singles, stacked, strict=True):
+        if algo == "td3":
+            assert torch.equal(theirs.generator.get_state(), mine.generator.get_state())
+            assert theirs.updates == mine.updates
+
+
+@pytest.mark.parametrize("algo", ["td3", "ddpg"])
+def test_td3_and_ddpg_train_stacked(tmp_path, algo):
+    agents = pgrad.train(algo, seeds=[0, 1], run_dir=str(tmp_path / algo), **SAC_SMALL)
+    assert [a.config["seed"] for a in agents] == [0, 1] and all(a.evaluation is not None for a in agents)
+    for seed in (0, 1):
+        rows = (tmp_path / algo / f"seed-{seed}" / "progress.csv").read_text().splitlines()
+        assert rows[-1].split(",")[0] == "600" and "losses/actor_loss" in rows[0]

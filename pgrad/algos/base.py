@@ -448,50 +448,66 @@ class OffPolicyLoop:
             return self.episodes_since_round >= cfg.train_freq
         return self.vector_step % cfg.train_freq == 0
 
+    def env_step(self) -> bool:
+        """One vector step: act (uniformly at random during the warm-up), step the envs, store the
+        transitions; whether a training round is due after it."""
+        algo, env, cfg, N, norm = self.algo, self.env, self.cfg, self.env.n_envs, self.env.normalizer
+        if self.obs is None:
+            self.obs = env.reset(raw=True)
+        if self.global_step < cfg.learning_starts:
+            if self.discrete:
+                actions = self.rng.integers(0, env.action_space.n, N)
+            else:
+                actions = self.rng.uniform(-1.0, 1.0, (N, *self.action_shape)).astype(np.float32)
+        else:
+            with torch.inference_mode():
+                actions = algo.explore(torch.as_tensor(norm.obs(self.obs), device=self.device))
+        next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions, raw=True)
+        # Store the real successor and termination only: truncation still bootstraps. Raw
+        # observations and rewards: normalised when sampled, with the statistics of then.
+        dones = terminated | truncated
+        self.buffer.add(self.obs, actions, rewards, real_next_obs, terminated, dones)
+        if dones.any():
+            algo.episodes_ended(np.flatnonzero(dones))
+        self.obs = next_obs
+        self.global_step += N
+        self.vector_step += 1
+        self.steps_since_round += N
+        self.episodes_since_round += int(dones.sum())
+        return self.round_due()
+
+    def begin_round(self) -> int:
+        """A training round begins: its number of gradient steps; the learning rates of now."""
+        cfg = self.cfg
+        steps = cfg.gradient_steps if cfg.gradient_steps > 0 else self.steps_since_round
+        self.steps_since_round = self.episodes_since_round = 0
+        if cfg.lr_schedule != "constant":
+            lr = schedule(cfg.learning_rate, cfg.lr_schedule, 1.0 - self.global_step / cfg.total_steps)
+            for optimizer in optimizers_of(self.algo):
+                set_learning_rate(optimizer, lr)
+        return steps
+
+    def batch(self) -> dict[str, Tensor]:
+        """One gradient step's uniform replay sample, normalised (and its n-step returns)."""
+        cfg = self.cfg
+        batch = normalized(self.buffer.sample(cfg.batch_size, self.sample_generator), self.env.normalizer)
+        if "mask" in batch:  # n-step: R = Σ_{j<k} γ^j r_{t+j} of the normalised rewards, and γ^k
+            batch["rewards"], batch["discount"] = n_step_return(batch["rewards"], batch.pop("mask"), cfg.gamma)
+        return batch
+
+    def end_round(self, metrics: dict[str, float], on_update: OnUpdate) -> None:
+        """The round's last update is done: check it, report it."""
+        check_finite(metrics, self.global_step, self.named_params)
+        on_update(self.global_step, self.stats.add(self.env) | metrics)
+
     def run(self, on_update: OnUpdate, poll: Poll = no_poll) -> int:
         """``on_update`` after each training round, ``poll`` after every vector step (the
         warm-up's too): a stop request or a checkpoint never waits for an update."""
-        algo, env, cfg, buffer = self.algo, self.env, self.cfg, self.buffer
-        N, norm = env.n_envs, env.normalizer
-        if self.obs is None:
-            self.obs = env.reset(raw=True)
-        while self.global_step < cfg.total_steps:
-            if self.global_step < cfg.learning_starts:
-                if self.discrete:
-                    actions = self.rng.integers(0, env.action_space.n, N)
-                else:
-                    actions = self.rng.uniform(-1.0, 1.0, (N, *self.action_shape)).astype(np.float32)
-            else:
-                with torch.inference_mode():
-                    actions = algo.explore(torch.as_tensor(norm.obs(self.obs), device=self.device))
-            next_obs, rewards, terminated, truncated, real_next_obs = env.step(actions, raw=True)
-            # Store the real successor and termination only: truncation still bootstraps. Raw
-            # observations and rewards: normalised when sampled, with the statistics of then.
-            dones = terminated | truncated
-            buffer.add(self.obs, actions, rewards, real_next_obs, terminated, dones)
-            if dones.any():
-                algo.episodes_ended(np.flatnonzero(dones))
-            self.obs = next_obs
-            self.global_step += N
-            self.vector_step += 1
-            self.steps_since_round += N
-            self.episodes_since_round += int(dones.sum())
-            if self.round_due():
-                steps = cfg.gradient_steps if cfg.gradient_steps > 0 else self.steps_since_round
-                self.steps_since_round = self.episodes_since_round = 0
-                if cfg.lr_schedule != "constant":
-                    lr = schedule(cfg.learning_rate, cfg.lr_schedule, 1.0 - self.global_step / cfg.total_steps)
-                    for optimizer in optimizers_of(algo):
-                        set_learning_rate(optimizer, lr)
-                for _ in range(steps):
-                    batch = normalized(buffer.sample(cfg.batch_size, self.sample_generator), norm)
-                    if "mask" in batch:  # n-step: R = Σ_{j<k} γ^j r_{t+j} of the normalised rewards, and γ^k
-                        batch["rewards"], batch["discount"] = n_step_return(
-                            batch["rewards"], batch.pop("mask"), cfg.gamma
-                        )
-                    metrics = algo.update(batch)
-                check_finite(metrics, self.global_step, self.named_params)
-                on_update(self.global_step, self.stats.add(env) | metrics)
+        while self.global_step < self.cfg.total_steps:
+            if self.env_step():
+                for _ in range(self.begin_round()):
+                    metrics = self.algo.update(self.batch())
+                self.end_round(metrics, on_update)
             poll(self.global_step)
         return self.global_step
 

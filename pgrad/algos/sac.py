@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,9 +47,11 @@ from pgrad.networks import (
     VNetwork,
     frozen,
     observation_for,
+    polyak_,
     soft_update,
 )
-from pgrad.optim import adam
+from pgrad.optim import adam, step_together
+from pgrad.stack import StackedParameters, check_plain, seed_noise, stack_batches, stacked_call
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,91 @@ class SAC:
 
 
 SAC_METRICS = ("losses/critic_loss", "losses/actor_loss", "losses/q_mean", "losses/entropy", "losses/alpha")
+
+
+@dataclass
+class SACStacks:
+    """The seeds' actors, critics and target critics, each stacked (:class:`~pgrad.stack.StackedParameters`)."""
+
+    actor: StackedParameters
+    critic: StackedParameters
+    critic_target: StackedParameters
+
+    @classmethod
+    def of(cls, algos: Sequence[SAC]) -> SACStacks:
+        names = ("actor", "critic", "critic_target")
+        for name in names:
+            check_plain(getattr(algos[0], name), f"sac's {name.replace('_', ' ')}")
+        return cls(*(StackedParameters([getattr(a, name) for a in algos]) for name in names))
+
+
+def update_seeds(
+    algos: Sequence[SAC], batches: Sequence[dict[str, Tensor] | None], stacks: SACStacks
+) -> list[dict[str, float] | None]:
+    """:meth:`SAC.update` (v2) for many seeds at once (``pgrad train sac --seeds``).
+
+    Each seed has what its single run has: its replay sample, its noise (drawn from its own
+    generator in the order its single run draws it: ε for a' ~ π(·|s'), then ε for ã ~ π(·|s) on an
+    actor step), its α and temperature step, its Adam steps and its Polyak average. Only the
+    forward and backward passes are shared: one pass of all seeds' networks (a batched product per
+    layer, :func:`~pgrad.stack.stacked_call`) on a loss Σ_s L_s, whose gradient for seed s's
+    parameters is ∇L_s (the seeds share no parameter). A seed whose batch is None (its run stopped)
+    draws and steps nothing. Returns each seed's metrics, None for those.
+    """
+    cfg = algos[0].cfg
+    active = [b is not None for b in batches]
+    if not any(active):
+        return [None] * len(algos)
+    x = stack_batches(batches)  # [S, B, ...]
+    obs, actions, next_obs = x["obs"], x["actions"], x["next_obs"]
+    alpha = torch.stack([algo.temperature.alpha.to(obs.device) for algo in algos])[:, None]  # [S, 1]
+    generators = [algo.generator if go else None for algo, go in zip(algos, active, strict=True)]
+
+    with torch.no_grad():
+        # soft target: y = r + γ (1 − d) (min_i Q'_i(s', a') − α log π(a'|s')), a' ~ π(·|s')
+        next_actions, next_log_prob = stacked_call(stacks.actor, next_obs).rsample_with_log_prob(
+            seed_noise(generators, actions.shape[1:], obs)
+        )
+        next_q = stacked_call(stacks.critic_target, next_obs, next_actions).amin(0)  # [S, B]
+        target_q = td_target(
+            x["rewards"], x["terminated"], next_q - alpha * next_log_prob, x.get("discount", cfg.gamma)
+        )
+    q = stacked_call(stacks.critic, obs, actions)  # [2, S, B]
+    critic_loss = (q - target_q).pow(2).mean(-1).sum(0)  # each seed's Σ_i E[(Q_i(s, a) − y)²]: [S]
+    stacks.critic.zero_grad()
+    critic_loss.sum().backward()  # ∇_θs Σ_s' L_s' = ∇_θs L_s
+    stacks.critic.share_grads()
+    step_together([algo.critic_optimizer for algo, go in zip(algos, active, strict=True) if go])
+    for algo, go in zip(algos, active, strict=True):
+        algo.updates += go
+
+    counted = next(a for a, go in zip(algos, active, strict=True) if go).updates  # (a stopped seed's is behind)
+    if counted % cfg.policy_delay == 0:  # the critics only between (updates d, 2d, … do all)
+        # π: min E[α log π(ã|s) − min_i Q_i(s, ã)], ã = f(ε; s), the critics frozen
+        new_actions, log_prob = stacked_call(stacks.actor, obs).rsample_with_log_prob(
+            seed_noise(generators, actions.shape[1:], obs)
+        )
+        new_q = stacked_call(stacks.critic, obs, new_actions, frozen=True).amin(0)
+        actor_loss = (alpha * log_prob - new_q).mean(-1)  # [S]
+        stacks.actor.zero_grad()
+        actor_loss.sum().backward()
+        stacks.actor.share_grads()
+        step_together([algo.actor_optimizer for algo, go in zip(algos, active, strict=True) if go])
+        log_prob = log_prob.detach()
+        for s, algo in enumerate(algos):
+            if active[s]:
+                algo.actor_metrics = torch.stack([actor_loss[s].detach(), -log_prob[s].mean()])
+                algo.temperature.update(log_prob[s])
+    if all(active):  # θ' ← τθ + (1 − τ)θ', every seed's in one op
+        polyak_(list(stacks.critic_target.stacked.values()), list(stacks.critic.stacked.values()), cfg.tau)
+    else:
+        for algo in (a for a, go in zip(algos, active, strict=True) if go):
+            soft_update(algo.critic_target, algo.critic, cfg.tau)
+    logged = torch.stack([algo.actor_metrics for algo in algos])  # [S, 2]: the last actor step's
+    rows = torch.stack(
+        [critic_loss.detach(), logged[:, 0], q[0].detach().mean(-1), logged[:, 1], alpha[:, 0]], 1
+    ).tolist()
+    return [dict(zip(SAC_METRICS, row, strict=True)) if go else None for row, go in zip(rows, active, strict=True)]
 
 
 class SACDiscrete:

@@ -451,3 +451,25 @@ def test_td3_and_ddpg_train_stacked(tmp_path, algo):
     for seed in (0, 1):
         rows = (tmp_path / algo / f"seed-{seed}" / "progress.csv").read_text().splitlines()
         assert rows[-1].split(",")[0] == "600" and "losses/actor_loss" in rows[0]
+
+
+class StopFirstSeedAt(pgrad.Callback):
+    """``False`` from the first report at ``step`` or later: seed 0's (the seeds report in order), once."""
+
+    def __init__(self, step: int):
+        self.step, self.stopped = step, False
+
+    def on_update(self, step, metrics):
+        if step >= self.step and not self.stopped:
+            self.stopped = True
+            return False
+        return None
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_when_seed_0_stops_the_others_run_to_their_budget(tmp_path, algo):
+    config = dict(env="CartPole-v1", total_steps=1024, **SMALL) if algo == "ppo" else dict(SAC_SMALL)
+    agents = pgrad.train(algo, seeds=[0, 1], run_dir=str(tmp_path / "r"), callbacks=[StopFirstSeedAt(256)], **config)
+    last = [checkpoint_step(tmp_path / "r" / f"seed-{s}") for s in (0, 1)]  # each run's final checkpoint
+    assert 256 <= last[0] < config["total_steps"] and last[1] == config["total_steps"]
+    assert all(a.evaluation is not None for a in agents)

@@ -93,6 +93,11 @@ NOTES = {
     "observation were constant and its contact cost nil; Ant-v5 observes the real forces (105 dimensions) and "
     "charges 5e-4 of their clipped squares, which gym 0.24's notes report trains 'significantly worse' with the "
     "same algorithm. No published PPO table for Ant-v5 at 1M steps was found to set beside it.",
+    "sac HalfCheetah-v5": "100k steps, a tenth of the Zoo's budget (its 9,535 is a 1M-step agent: not comparable). "
+    "pgrad's seeds 0 and 1 end at 5,533 and 5,146; SB3 with the same preset (SB3's SAC defaults, 10k random "
+    "steps first), seed 0, the same machine, ends at 6,289, and trained 1.44x slower (4,005 s vs 2,786 s; each "
+    "with the other core busy). Two pgrad seeds and one SB3 run cannot tell a 750-1,100 gap at 100k steps from "
+    "seed luck; seed 2 (and SB3's seeds 1-2) were not run for lack of machine time.",
     "trpo Hopper-v5": "seed 1 ends at 3,667 ± 3, the Zoo's level; seeds 0 and 2 were there or near it during "
     "training (their evaluation curves peak at 2,760 and 3,578) and fell back over the last ~300k steps, to "
     "1,841 and 2,077 (± 130 and ± 609 over the episodes), so the final-evaluation protocol, not a ceiling, "

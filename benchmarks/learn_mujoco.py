@@ -100,7 +100,7 @@ NOTES = {
     "seed luck; seed 2 (and SB3's seeds 1-2) were not run for lack of machine time.",
     "trpo Hopper-v5": "seed 1 ends at 3,667 ± 3, the Zoo's level; seeds 0 and 2 were there or near it during "
     "training (their evaluation curves peak at 2,760 and 3,578) and fell back over the last ~300k steps, to "
-    "1,841 and 2,077 (± 130 and ± 609 over the episodes), so the final-evaluation protocol, not a ceiling, "
+    "1,841 and 2,077 (± 130 and ± 609 over the episodes), so a late decline, not a ceiling, "
     "makes most of the gap. The Zoo's 3,618 ± 357 is one v3 agent, ± over its evaluation episodes, so it does "
     "not say how its other seeds end. An sb3-contrib TRPO run on these seeds (`--peer sb3`, supported since) "
     "was not made for lack of machine time.",

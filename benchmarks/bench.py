@@ -847,7 +847,22 @@ core, other core busy), one PPO CartPole gradient step (256 samples) costs ~2.6 
 ReLU's: torch's CPU tanh is not vectorised in this build). Those two alone, ~7.8 ms, are three
 single-seed steps, so however little else a stacked step spent, 16 seeds' update could not run more
 than ~5× faster than one by one in fp32 on this CPU; collection (each seed acts and steps its own
-envs) is not batched, and the end-to-end gain is the table's.""".splitlines()
+envs) is not batched, and the end-to-end gain is the table's.
+
+Off-policy (`--seeds` for SAC, TD3 and DDPG), on the AMD EPYC (Zen 3: AVX2, FMA; no AVX-512, no AMX),
+one core, the other busy: 8 SAC seeds × 2,000 steps with 256-256 networks train stacked at 1.03×
+the seeds one by one (357 vs 368 s) and 1.27× SB3's one by one (455 s), their returns one
+distribution (−956.6 ± 134.1 stacked, −968.3 ± 174.5 one by one). At these widths a SAC update is
+mostly its 16 products of 256×256 by 256 (62% of a single update in the profile above), which a
+stacked update still computes for every seed: one batched product per layer, at the separate
+products' rate (8 × 256³ as 8 mm: 9.7-11.1 ms, as one bmm: 10.3 ms on this core). What it saves is
+each seed's ~1,200 operator calls, and its elementwise ops on 2 MB activations (8 × 256 × 256
+floats, beyond this core's L2) give some of that back. The update alone (`update_seeds` against
+each seed's own `update`, 8 seeds, a busy core): SAC 1.00-1.23× at 256-256 and 1.9× at 64-64 (4
+seeds); TD3 1.02-1.05× at the Zoo's 400-300 and 2.6-3.3× at 64-64. So 8 SAC seeds at ≥ 4× one
+seed's speed is out of reach in fp32 on this CPU at these widths; stacking pays for small networks
+(and, untested, on a GPU). Peak memory: 687 MB stacked vs 428 one by one (eight replay buffers and
+networks in one process).""".splitlines()
 
 
 READING = """\

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from pgrad.networks import ACTIVATIONS, MLP
+
 
 class StackedParameters:
     """The parameters of ``modules`` (one per seed, the same architecture) stacked, ``[S, ...]``."""
@@ -111,8 +113,6 @@ def check_plain(module: nn.Module, what: str) -> None:
     """Refuse a network :func:`stacked_call` cannot run: every Linear layer must sit in an
     :class:`~pgrad.networks.MLP` and every other layer be elementwise (no encoder, normalisation or
     dropout: their parameters or statistics would not be per seed)."""
-    from pgrad.networks import ACTIVATIONS, MLP
-
     elementwise = tuple(ACTIVATIONS.values())
     in_mlp = {id(layer) for m in module.modules() if isinstance(m, MLP) for layer in m}
     for name, layer in module.named_modules():

@@ -510,7 +510,7 @@ def worker(job: dict) -> dict:
             env = normalizer = VecNormalize(env, norm_obs=True, norm_reward=case["hp"]["normalize_reward"],
                                             gamma=case["hp"]["gamma"])  # fmt: skip
         policy = case.get("sb3_policy", "CnnPolicy" if case.get("pixels") else "MlpPolicy")
-        model = cls(policy, env, seed=seed, device="cpu", **sb3_kwargs(case["hp"], case["steps"]))
+        model = cls(policy, env, seed=seed, device=job.get("device", "cpu"), **sb3_kwargs(case["hp"], case["steps"]))
         start = time.perf_counter()
         model.learn(case["steps"])
         wall, steps = time.perf_counter() - start, model.num_timesteps

@@ -57,11 +57,14 @@ def test_every_family_trains_with_simba_and_a_saved_agent_acts_the_same(algo, en
     policy_blocks = [m for m in agent.policy.modules() if isinstance(m, ResidualBlock)]
     assert len(policy_blocks) == len(fields["hidden_sizes"]) * (2 if algo in ("ppo", "trpo") else 1)  # π (and V)
     obs = np.stack([agent.observation_space.sample() for _ in range(5)])
-    script = ("import pgrad, numpy as np, sys; a = pgrad.load(sys.argv[1]); "
+    # the new process with this one's thread count: a kernel's reduction order may follow it (SAC's SimBa
+    # actor acts 1 ulp apart with 2 threads against 1 on an AMD Zen 3), which is not what this checks
+    script = ("import pgrad, numpy as np, sys, torch; torch.set_num_threads(int(sys.argv[4])); a = pgrad.load(sys.argv[1]); "
               "np.save(sys.argv[2], np.asarray(a.act(np.load(sys.argv[3]))))")  # fmt: skip
     np.save(tmp_path / "obs.npy", obs)
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "r"), str(tmp_path / "act.npy"),
-                           str(tmp_path / "obs.npy")], capture_output=True, text=True, timeout=120)  # fmt: skip
+                           str(tmp_path / "obs.npy"), str(torch.get_num_threads())], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert np.array_equal(np.load(tmp_path / "act.npy"), np.asarray(agent.act(obs)))
 

@@ -385,6 +385,7 @@ SAC_SMALL = dict(env="Pendulum-v1", total_steps=600, learning_starts=200, hidden
                  eval_episodes=2, eval_every=300, checkpoint_every=200)  # fmt: skip
 
 
+@pytest.mark.slow  # ~30-60 s on 2 cores: `make test-all` (the PPO case above is in `make test`)
 def test_stacked_sac_run_is_reproducible_and_resumes_bitwise(tmp_path):
     """Each seed's run directory is an ordinary SAC run; the same seeds give the same results, and a
     SIGTERM mid-run (replay buffers in the checkpoints) resumes to the uninterrupted run's bytes."""

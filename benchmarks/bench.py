@@ -337,6 +337,12 @@ CASES["td3-pendulum"]["hp"] = CASES["ddpg-pendulum"]["hp"] = {
     "hidden_sizes": [400, 300],
 }
 
+# bf16 autocast (mixed_precision="bf16", issue 19): the off-policy cases beside SBX (which runs float32),
+# and Atari's CNN beside SB3. Its products run on AMX or AVX512-BF16 where the CPU has them.
+for _name in ("sac-pendulum", "td3-pendulum", "ddpg-pendulum", "ppo-atari"):
+    CASES[f"{_name}-bf16"] = {**CASES[_name], "hp": {**CASES[_name]["hp"], "mixed_precision": "bf16"}}
+    CASES[f"{_name}-bf16"].update(peer="sb3" if _name == "ppo-atari" else "sbx", quick=False)
+
 
 def sb3_kwargs(hp: dict, total_steps: int, action_dim: int = 1) -> dict:
     """pgrad field names → SB3 constructor arguments (schedules as SB3 callables; action noise of
@@ -360,6 +366,7 @@ def sb3_kwargs(hp: dict, total_steps: int, action_dim: int = 1) -> dict:
         "activation",
         "vf_hidden_sizes",
         "total_steps",
+        "mixed_precision",
     )  # fmt: skip  (normalisation: VecNormalize)
     kwargs = {k: v for k, v in hp.items() if k not in dropped}
     if "noise" in hp:  # SB3 adds it in the same [-1, 1] action scale as pgrad

@@ -134,6 +134,10 @@ class RunConfig:
     """Torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps."""
     torch_threads: int = 1
     """Torch CPU threads (1 is fastest for small MLPs on small machines: see benchmarks/)."""
+    mixed_precision: Literal["off", "bf16"] = "off"
+    """bf16: each update's matrix products and convolutions in bfloat16 (torch.autocast); weights, gradients,
+    optimiser state, losses, acting and evaluation stay float32. Pays on CPUs with AMX or AVX512-BF16 and on
+    GPUs (benchmarks/RESULTS.md); not for trpo, npg (their conjugate gradient) or a3c (its workers' gradients)."""
     eval_episodes: int = 10
     """Deterministic evaluation episodes at the end of training (0 to skip)."""
     eval_every: int = 0
@@ -196,6 +200,7 @@ class RunConfig:
                 "must be auto, cpu, cuda, cuda:N or mps")  # fmt: skip
         require("torch_threads", self.torch_threads, _is_int(self.torch_threads) and
                 1 <= self.torch_threads <= MAX_TORCH_THREADS, f"must be an integer in [1, {MAX_TORCH_THREADS}]")  # fmt: skip
+        one_of("mixed_precision", self.mixed_precision, ("off", "bf16"))
         require("run_dir", self.run_dir, self.run_dir is None or (isinstance(self.run_dir, str) and
                 bool(self.run_dir.strip()) and "\0" not in self.run_dir), "must be a directory path (not empty)")  # fmt: skip
         non_negative_int("eval_episodes", self.eval_episodes)
@@ -391,6 +396,8 @@ class TrustRegionConfig(OnPolicyConfig):
         positive("cg_tolerance", self.cg_tolerance)
         positive_int("n_critic_updates", self.n_critic_updates)
         fits_rollout("batch_size", self.batch_size, self.n_steps, self.n_envs)
+        require("mixed_precision", self.mixed_precision, self.mixed_precision == "off",
+                "must be 'off' for trpo and npg: the conjugate gradient and line search need float32 Fisher products")  # fmt: skip
 
 
 @dataclass(frozen=True)

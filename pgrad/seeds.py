@@ -31,7 +31,7 @@ from pgrad import checkpoint
 from pgrad.agent import Agent
 from pgrad.algos import get_algo
 from pgrad.algos.actor_critic import update_seeds as a2c_update_seeds
-from pgrad.algos.base import OffPolicyLoop
+from pgrad.algos.base import OffPolicyLoop, precision
 from pgrad.algos.ddpg import DeterministicStacks
 from pgrad.algos.ddpg import update_seeds as deterministic_update_seeds
 from pgrad.algos.ppo import update_seeds as ppo_update_seeds
@@ -241,8 +241,9 @@ def advance_on_policy(
     """Each running seed collects its rollout; one stacked update; each reports it."""
     loops = [t.loop for t in trainers]
     stats = [loop.next_rollout() if go else None for loop, go in zip(loops, active, strict=True)]
-    metrics = update([loop.algo for loop in loops], [loop.buf for loop in loops], stack,
-                     loops[0].progress_remaining(), active)  # fmt: skip
+    with precision(loops[0].algo.cfg, loops[0].device):
+        metrics = update([loop.algo for loop in loops], [loop.buf for loop in loops], stack,
+                         loops[0].progress_remaining(), active)  # fmt: skip
     for k in (k for k, go in enumerate(active) if go):
         trainer, loop = trainers[k], loops[k]
         trainer.guarded(partial(loop.updated, metrics[k], stats[k], partial(trainer.on_update, loggers[k])))
@@ -260,7 +261,8 @@ def advance_off_policy(update, trainers: list[Trainer], loggers: list, stacks: A
     metrics: list = [None] * len(loops)
     for _ in range(max(rounds)):
         batches = [loop.batch() if d else None for loop, d in zip(loops, due, strict=True)]
-        metrics = update([loop.algo for loop in loops], batches, stacks)
+        with precision(loops[0].cfg, loops[0].device):
+            metrics = update([loop.algo for loop in loops], batches, stacks)
     for k in (k for k, d in enumerate(due) if d):
         trainer, loop = trainers[k], loops[k]
         trainer.guarded(partial(loop.end_round, metrics[k], partial(trainer.on_update, loggers[k])))

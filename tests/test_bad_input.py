@@ -62,6 +62,9 @@ TRAIN_CASES = [
     (["train", "ppo", "--n-envs", "8", "--workers", "2", "--ray-address", "127.0.0.1:1"], "no Ray cluster answers"),
     (["train", "ppo", "--n-envs", "8", "--workers", "2", "--ray-address", "nowhere"], "'HOST:PORT'"),
     (["train", "ddpg", "--env", "CartPole-v1"], "needs a continuous (Box) action space"),
+    (["train", "trpo", "--mixed-precision", "bf16"], "mixed_precision='bf16' is invalid: must be 'off' for trpo"),
+    (["train", "a3c", "--mixed-precision", "bf16"], "mixed_precision='bf16' is invalid: must be 'off' for a3c"),
+    (["train", "sac", "--mixed-precision", "fp16"], "invalid choice 'fp16' for argument '--mixed-precision'"),
 ]
 if importlib.util.find_spec("jax") is None:
     TRAIN_CASES.append((["train", "ppo", "--env", "phys2d/CartPole-v1"], "needs the Python package 'jax'"))

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from pgrad.buffers import RolloutBuffer
-from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, schedule, set_learning_rate
+from pgrad.config import OnPolicyConfig, non_negative, one_of, positive, require, schedule, set_learning_rate
 from pgrad.estimators import explained_variance, gae, n_step_returns, standardize
 from pgrad.networks import actor_critic_for, evaluate_rollout
 from pgrad.optim import RMSprop, adam, clip_grad_norm_, step_together
@@ -79,6 +79,8 @@ class A3CConfig(A2CConfig):
         super().validate()
         if self.workers < 1:
             raise ValueError(f"workers={self.workers} is invalid: a3c needs at least 1 Ray worker")
+        require("mixed_precision", self.mixed_precision, self.mixed_precision == "off",
+                "must be 'off' for a3c: its Ray workers compute the gradients in float32")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 import gymnasium as gym
@@ -120,6 +121,18 @@ def restart_episodes(loop) -> None:
     loop.obs = None
     if getattr(loop, "recurrent", False):
         loop.episode_start[:] = True
+
+
+def precision(cfg, device: torch.device) -> AbstractContextManager:
+    """Where an update runs: with ``mixed_precision="bf16"``, in ``torch.autocast`` to bfloat16 (its
+    matrix products and convolutions; parameters, gradients and optimiser state stay float32, and
+    autocast keeps losses, reductions and softmaxes in float32). Without autocast's weight-cast
+    cache: an update that steps an optimizer and then runs the same network again (PPO's epochs,
+    SAC's actor through the critic) must see the new weights, which the cache would hide until the
+    context ends."""
+    if cfg.mixed_precision == "off":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 class NonFiniteError(RuntimeError):
@@ -293,7 +306,8 @@ class OnPolicyLoop:
         (checkpoints, stop requests: the loop's state is whole there)."""
         while self.update < self.n_updates:
             episode_stats = self.next_rollout()
-            metrics = self.algo.update(self.buf, progress_remaining=self.progress_remaining())
+            with precision(self.algo.cfg, self.device):
+                metrics = self.algo.update(self.buf, progress_remaining=self.progress_remaining())
             self.updated(metrics, episode_stats, on_update)
             poll(self.global_step)
         return self.global_step
@@ -391,7 +405,8 @@ class EpisodeLoop:
             episode_stats = self.stats.add_episodes(self.collect())
             self.global_step += self.batch.length * self.batch.n_envs
             progress_remaining = max(0.0, 1.0 - self.global_step / self.total_steps)
-            metrics = self.algo.update(self.batch, progress_remaining=progress_remaining)
+            with precision(self.algo.cfg, self.device):
+                metrics = self.algo.update(self.batch, progress_remaining=progress_remaining)
             check_finite(metrics, self.global_step, self.named_params)
             on_update(self.global_step, episode_stats | metrics)
             poll(self.global_step)
@@ -506,7 +521,9 @@ class OffPolicyLoop:
         while self.global_step < self.cfg.total_steps:
             if self.env_step():
                 for _ in range(self.begin_round()):
-                    metrics = self.algo.update(self.batch())
+                    batch = self.batch()
+                    with precision(self.cfg, self.device):
+                        metrics = self.algo.update(batch)
                 self.end_round(metrics, on_update)
             poll(self.global_step)
         return self.global_step

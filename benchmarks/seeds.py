@@ -1,4 +1,4 @@
-"""Many seeds in one process (issue 19): ``pgrad train ppo --seeds`` (or a2c, sac, td3, ddpg) against
+"""Many seeds in one process (issue 19): ``pgrad train ppo --seeds`` (or a2c, trpo, sac, td3, ddpg) against
 the same seeds trained one after another, each way in a fresh process pinned to one core with one
 torch thread.
 
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument(
         "--case",
         default="ppo-cartpole",
-        choices=[n for n, c in CASES.items() if c["algo"] in ("ppo", "a2c", "sac", "td3", "ddpg")],
+        choices=[n for n, c in CASES.items() if c["algo"] in ("ppo", "a2c", "trpo", "sac", "td3", "ddpg")],
     )
     parser.add_argument("--seeds", default="0-15", help="a range 0-15 or a list 0,1,2")
     parser.add_argument("--steps", type=int, default=None, help="per seed (default: the case's)")

@@ -175,7 +175,7 @@ ENV_FLAGS_HELP = """environment flags (besides --env ID | module:EnvId | module:
   --no-check-env               skip gymnasium's env checker on a user's env
 config flags (besides the fields above):
   --preset auto|none           the (algo, env) preset, or the plain defaults
-  --seeds 0-15 | 0,1,2         train these seeds in one process, networks stacked (ppo, a2c, actor_critic, sac, td3, ddpg); runs RUN_DIR/seed-S
+  --seeds 0-15 | 0,1,2         train these seeds in one process, networks stacked (ppo, a2c, actor_critic, trpo, npg, sac, td3, ddpg); runs RUN_DIR/seed-S
   --zoo-file hyperparams.yml   an RL Zoo file's entry for --env in place of the preset"""
 
 

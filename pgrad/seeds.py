@@ -42,10 +42,17 @@ from pgrad.envs import check_spaces
 from pgrad.envspec import EnvSpec, check_user_env
 from pgrad.stack import StackedParameters
 from pgrad.train import Interrupted, Trainer, prepared, resumed, stop_signals
+from pgrad.trust_region import update_seeds as trust_region_update_seeds
 
 # the algorithms with an update for many seeds at once: on-policy ones (one stacked policy), and
 # off-policy ones (how to stack their networks, and the update)
-STACKED = {"ppo": ppo_update_seeds, "a2c": a2c_update_seeds, "actor_critic": a2c_update_seeds}
+STACKED = {
+    "ppo": ppo_update_seeds,
+    "a2c": a2c_update_seeds,
+    "actor_critic": a2c_update_seeds,
+    "trpo": trust_region_update_seeds,
+    "npg": trust_region_update_seeds,
+}
 OFF_POLICY = {
     "sac": (SACStacks.of, sac_update_seeds),
     "td3": (DeterministicStacks.of, deterministic_update_seeds),

@@ -145,6 +145,15 @@ def seed_noise(generators: Sequence[torch.Generator | None], shape: Sequence[int
     ])  # fmt: skip
 
 
+def stacked_rows(drawn: Sequence[Tensor | slice | None], n: int, device) -> Tensor:
+    """The seeds' minibatch rows of ``n`` samples (each seed's own draw: indices, or ``slice(None)``
+    for all in place) as one index ``[S, size]``; a stopped seed's None takes any rows (0…size−1):
+    computed with, never stepped on."""
+    rows = [torch.arange(n, device=device)[i] if isinstance(i, slice) else i for i in drawn]
+    size = next(len(r) for r in rows if r is not None)
+    return torch.stack([torch.arange(size, device=device) if r is None else r for r in rows])
+
+
 def side_by_side(rollouts: Sequence) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The seeds' rollout buffers' ``(rewards, values, next_values, terminated, truncated)``, each
     ``[T, N]``, as one ``[T, S·N]`` each: an estimator that works env by env (column by column: n-step

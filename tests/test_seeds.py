@@ -147,6 +147,98 @@ def test_a_stopped_seed_takes_no_step_and_draws_nothing():
     assert torch.equal(algos[1].generator.get_state(), generator)
 
 
+TRUST_REGION_CASES = {
+    "trpo, discrete, critic minibatches": ("trpo", "CartPole-v1", dict(n_steps=32, n_envs=4, batch_size=32,
+                                                                       n_critic_updates=3, cg_max_steps=8)),
+    "trpo, Box (log-std), linear lr, CG to the tolerance": ("trpo", "Pendulum-v1", dict(
+        n_steps=32, n_envs=2, batch_size=64, lr_schedule="linear", hidden_sizes=(32, 16), cg_tolerance=1e-3)),
+    "npg, discrete, unnormalised advantages": ("npg", "CartPole-v1", dict(n_steps=16, n_envs=4, batch_size=16,
+                                                                          normalize_advantage=False)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", TRUST_REGION_CASES)
+def test_stacked_trust_region_update_equals_each_seeds_own_update(case):
+    """TRPO and NPG stacked: each seed's CG (its own scalars and stop), step scale, line search,
+    critic fit and metrics after two updates are its own update's (float rounding apart)."""
+    from pgrad.algos import get_algo
+    from pgrad.trust_region import update_seeds as trust_region_update_seeds
+
+    algo_name, env_id, fields = TRUST_REGION_CASES[case]
+    entry, env = get_algo(algo_name), gym.make(env_id)
+    algos = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        cfg = entry.config_class(env=env_id, seed=seed, **fields)
+        algos.append(entry.algo_class(cfg, env.observation_space, env.action_space, torch.device("cpu")))
+    singles = copy.deepcopy(algos)
+    stack = StackedParameters([algo.policy for algo in algos])
+    for rounds in range(2):
+        bufs = [filled_buffer(algo, env, 30 + 3 * rounds + s) for s, algo in enumerate(singles)]
+        progress = 1.0 - rounds / 4
+        expected = [algo.update(buf, progress_remaining=progress) for algo, buf in zip(singles, bufs, strict=True)]
+        got = trust_region_update_seeds(algos, bufs, stack, progress, [True, True, True])
+        for single, stacked, want, have in zip(singles, algos, expected, got, strict=True):
+            assert list(have) == list(want)
+            for key in want:
+                assert have[key] == pytest.approx(want[key], rel=1e-3, abs=1e-5), key
+            for (name, p), q in zip(single.policy.named_parameters(), stacked.policy.parameters(), strict=True):
+                torch.testing.assert_close(q, p, rtol=1e-4, atol=2e-6, msg=name)
+            assert torch.equal(single.generator.get_state(), stacked.generator.get_state())
+    if "tolerance" in case:  # the case is built so that CG stops early for some seeds: the test sees it
+        assert any(m["losses/cg_iterations"] < fields.get("cg_max_steps", 15) for m in expected)
+
+
+def test_batched_conjugate_gradient_is_each_seeds_own():
+    """Each seed's x, residual and iteration count as conjugate_gradient alone gives them, for
+    explicit SPD matrices of different conditioning, one seed stopping at the tolerance early and
+    one with b = 0."""
+    from pgrad.trust_region import conjugate_gradient, conjugate_gradient_seeds
+
+    g = torch.Generator().manual_seed(0)
+    P = 12
+    matrices = []
+    for scale in (1.0, 30.0, 1.0):
+        m = torch.randn(P, P, generator=g, dtype=torch.float64)
+        matrices.append(m @ m.T / P + torch.eye(P, dtype=torch.float64) * (0.1 if scale > 1 else 1.0))
+    A = torch.stack(matrices)  # [S, P, P]
+    b = torch.randn(3, P, generator=g, dtype=torch.float64)
+    b[2] = 0.0
+    for tolerance in (1e-3, 1e-12):
+        got = conjugate_gradient_seeds(lambda v: torch.einsum("spq,sq->sp", A, v), b, 10, tolerance)
+        for s in range(3):
+            want = conjugate_gradient(lambda v, s=s: A[s] @ v, b[s], 10, tolerance)
+            torch.testing.assert_close(got[s].x, want.x, rtol=1e-10, atol=1e-12)
+            assert got[s].iterations == want.iterations and got[s].residual == pytest.approx(want.residual, rel=1e-9)
+        assert got[2].iterations == 0 and not got[2].x.any()
+    assert len({r.iterations for r in got}) > 1  # the seeds stopped at different iterations
+
+
+def test_a_stopped_trpo_seed_takes_no_step_and_draws_nothing():
+    from pgrad.algos.trpo import TRPO, TRPOConfig
+    from pgrad.trust_region import update_seeds as trust_region_update_seeds
+
+    env = gym.make("CartPole-v1")
+    algos = [TRPO(TRPOConfig(seed=s, n_steps=16, n_envs=2, batch_size=8), env.observation_space, env.action_space,
+                  torch.device("cpu")) for s in (0, 1)]  # fmt: skip
+    bufs = [filled_buffer(algo, env, s) for s, algo in enumerate(algos)]
+    before = [p.detach().clone() for p in algos[1].policy.parameters()]
+    generator = algos[1].generator.get_state()
+    metrics = trust_region_update_seeds(algos, bufs, StackedParameters([a.policy for a in algos]), 1.0, [True, False])
+    assert metrics[1] is None and metrics[0]["losses/line_search_accepted"] == 1.0
+    assert all(torch.equal(p, q) for p, q in zip(algos[1].policy.parameters(), before, strict=True))
+    assert torch.equal(algos[1].generator.get_state(), generator)
+
+
+@pytest.mark.parametrize("algo", ["trpo", "npg"])
+def test_trust_region_algorithms_train_stacked(tmp_path, algo):
+    agents = pgrad.train(algo, env="CartPole-v1", seeds=[0, 1], total_steps=512, n_steps=64, n_envs=2,
+                         batch_size=32, eval_episodes=2, run_dir=str(tmp_path / algo))  # fmt: skip
+    assert len(agents) == 2 and all(a.evaluation is not None for a in agents)
+    for seed in (0, 1):
+        assert (tmp_path / algo / f"seed-{seed}" / "model.safetensors").is_file()
+
+
 def test_stacking_refuses_networks_it_cannot_stack():
     from pgrad.networks import ActorCritic
 
@@ -191,7 +283,7 @@ def test_cli_trains_each_seed_into_an_ordinary_run(tmp_path):
         (["ppo", "--seeds", "3"], "two or more distinct seeds"),
         (["ppo", "--seeds", "0-x"], "'0-x' is invalid"),
         (["ppo", "--seeds", "0,0"], "two or more distinct seeds"),
-        (["trpo", "--seeds", "0,1"], "--seeds is invalid for trpo"),
+        (["a3c", "--seeds", "0,1"], "--seeds is invalid for a3c"),
         (["ppo", "--seeds", "0,1", "--seed", "2"], "--seeds replaces --seed"),
         (["ppo", "--seeds", "0,1", "--loss", "kl_penalty"], "loss='kl_penalty' is invalid"),
         (["ppo", "--seeds", "0,1", "--rnn", "lstm"], "rnn='lstm' is invalid"),

@@ -12,13 +12,21 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
+from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
-from pgrad.config import TrustRegionConfig, schedule, set_learning_rate
-from pgrad.estimators import explained_variance, standardize
+from pgrad.config import TrustRegionConfig
 from pgrad.networks import actor_critic_for, fit_value
 from pgrad.optim import adam
-from pgrad.trust_region import SurrogateProblem, flat_params, set_flat_params
+from pgrad.trust_region import (
+    CGResult,
+    SurrogateProblem,
+    critic_learning_rate,
+    critic_metrics,
+    flat_params,
+    rollout_batch,
+    set_flat_params,
+)
 
 
 @dataclass(frozen=True)
@@ -35,32 +43,26 @@ class NPG:
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         cfg = self.cfg
-        # GAE: A_t = Σ_k (γλ)^k δ_{t+k};  returns = A + V, the critic's regression target
-        advantages, returns = buf.gae(cfg.gamma, cfg.gae_lambda)
-        obs, actions = buf.obs.flatten(0, 1), buf.actions.flatten(0, 1)
-        if cfg.normalize_advantage:
-            advantages = standardize(advantages)
-
-        params = self.policy.policy_parameters()
-        problem = SurrogateProblem(self.policy.distribution, params, obs, actions, advantages)
-        old_surrogate, _ = problem.evaluate()
+        obs, actions, advantages, returns = rollout_batch(buf, cfg)
+        problem = SurrogateProblem(self.policy.distribution, self.policy.policy_parameters(), obs, actions, advantages)
         step, cg = problem.natural_step(cfg.target_kl, cfg.cg_damping, cfg.cg_max_steps, cfg.cg_tolerance)
-        # NPG: θ' = θ + α F⁻¹∇L, taken whole
-        set_flat_params(params, flat_params(params) + step)
-        surrogate, kl = problem.evaluate()
-
-        learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
-        set_learning_rate(self.critic_optimizer, learning_rate)
+        metrics = self.take_step(problem, step, cg)
+        learning_rate = critic_learning_rate(self, progress_remaining)
         value_loss = fit_value(
             self.policy.value, self.critic_optimizer, obs, returns, cfg.n_critic_updates, cfg.batch_size, self.generator
         )
+        return metrics | critic_metrics(value_loss, buf, returns, learning_rate)
+
+    def take_step(self, problem: SurrogateProblem, step: Tensor, cg: CGResult) -> dict[str, float]:
+        """From θ_old by the full natural step (α F⁻¹∇L); its metrics, the exact KL reached among them."""
+        old_surrogate, _ = problem.evaluate()
+        # NPG: θ' = θ + α F⁻¹∇L, taken whole
+        set_flat_params(problem.params, flat_params(problem.params) + step)
+        surrogate, kl = problem.evaluate()
         return {
             "losses/surrogate_improvement": surrogate - old_surrogate,
             "losses/kl": kl,
             "losses/cg_residual": cg.residual,
             "losses/cg_iterations": float(cg.iterations),
             "losses/step_norm": float(step.norm()),
-            "losses/value_loss": float(value_loss),
-            "losses/explained_variance": float(explained_variance(buf.values.flatten(), returns)),
-            "charts/learning_rate": learning_rate,
         }

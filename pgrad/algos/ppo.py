@@ -38,7 +38,7 @@ from pgrad.config import (
 from pgrad.estimators import explained_variance, gae, standardize
 from pgrad.networks import actor_critic_for, evaluate_batch, evaluate_rollout
 from pgrad.optim import adam, clip_grad_norm_, step_together
-from pgrad.stack import StackedParameters, per_seed, side_by_side
+from pgrad.stack import StackedParameters, per_seed, side_by_side, stacked_rows
 
 
 @dataclass(frozen=True)
@@ -290,12 +290,7 @@ def update_seeds(
             for algo, buf, go in zip(algos, bufs, stepping, strict=True)
         ]
         for _ in range(math.ceil(n / cfg.batch_size)):
-            drawn = [next(order) if order is not None else None for order in orders]
-            rows = [torch.arange(n, device=obs.device)[i] if isinstance(i, slice) else i for i in drawn]
-            size = next(len(r) for r in rows if r is not None)
-            index = torch.stack(
-                [torch.arange(size, device=obs.device) if r is None else r for r in rows]
-            )  # stopped: any
+            index = stacked_rows([next(order) if order is not None else None for order in orders], n, obs.device)
             picked = (x[seeds, index] for x in (obs, actions, old_log_probs, advantages, old_values, returns))
             terms = all_terms(*picked)  # each [S]
             if cfg.target_kl is not None:

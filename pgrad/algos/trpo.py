@@ -13,13 +13,20 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
+from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
-from pgrad.config import TrustRegionConfig, in_range, positive_int, schedule, set_learning_rate
-from pgrad.estimators import explained_variance, standardize
+from pgrad.config import TrustRegionConfig, in_range, positive_int
 from pgrad.networks import actor_critic_for, fit_value
 from pgrad.optim import adam
-from pgrad.trust_region import SurrogateProblem, backtracking_line_search
+from pgrad.trust_region import (
+    CGResult,
+    SurrogateProblem,
+    backtracking_line_search,
+    critic_learning_rate,
+    critic_metrics,
+    rollout_batch,
+)
 
 
 @dataclass(frozen=True)
@@ -46,31 +53,29 @@ class TRPO:
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
         cfg = self.cfg
-        # GAE: A_t = Σ_k (γλ)^k δ_{t+k};  returns = A + V, the critic's regression target
-        advantages, returns = buf.gae(cfg.gamma, cfg.gae_lambda)
-        obs, actions = buf.obs.flatten(0, 1), buf.actions.flatten(0, 1)
-        if cfg.normalize_advantage:
-            advantages = standardize(advantages)
-
-        params = self.policy.policy_parameters()
-        problem = SurrogateProblem(self.policy.distribution, params, obs, actions, advantages)
-        old_surrogate, _ = problem.evaluate()
+        obs, actions, advantages, returns = rollout_batch(buf, cfg)
+        problem = SurrogateProblem(self.policy.distribution, self.policy.policy_parameters(), obs, actions, advantages)
         step, cg = problem.natural_step(cfg.target_kl, cfg.cg_damping, cfg.cg_max_steps, cfg.cg_tolerance)
+        metrics = self.take_step(problem, step, cg)
+        learning_rate = critic_learning_rate(self, progress_remaining)
+        value_loss = fit_value(
+            self.policy.value, self.critic_optimizer, obs, returns, cfg.n_critic_updates, cfg.batch_size, self.generator
+        )
+        return metrics | critic_metrics(value_loss, buf, returns, learning_rate)
+
+    def take_step(self, problem: SurrogateProblem, step: Tensor, cg: CGResult) -> dict[str, float]:
+        """From θ_old along the full natural step (α F⁻¹∇L), by the line search; its metrics."""
+        cfg = self.cfg
+        old_surrogate, _ = problem.evaluate()
         # TRPO: θ' = θ + βᵏ α F⁻¹∇L with the first k where KL ≤ δ and L improved, else θ' = θ
         search = backtracking_line_search(
-            params,
+            problem.params,
             step,
             problem.evaluate,
             old_surrogate,
             cfg.target_kl,
             cfg.line_search_shrinking_factor,
             cfg.line_search_max_iter,
-        )
-
-        learning_rate = schedule(cfg.learning_rate, cfg.lr_schedule, progress_remaining)
-        set_learning_rate(self.critic_optimizer, learning_rate)
-        value_loss = fit_value(
-            self.policy.value, self.critic_optimizer, obs, returns, cfg.n_critic_updates, cfg.batch_size, self.generator
         )
         return {
             "losses/surrogate_improvement": search.improvement,
@@ -79,7 +84,4 @@ class TRPO:
             "losses/line_search_accepted": float(search.accepted),
             "losses/cg_residual": cg.residual,
             "losses/cg_iterations": float(cg.iterations),
-            "losses/value_loss": float(value_loss),
-            "losses/explained_variance": float(explained_variance(buf.values.flatten(), returns)),
-            "charts/learning_rate": learning_rate,
         }

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from pgrad.buffers import RolloutBuffer, minibatches
 from pgrad.config import schedule, set_learning_rate
 from pgrad.estimators import explained_variance, standardize
+from pgrad.networks import fit_value
 from pgrad.optim import step_together
 from pgrad.stack import StackedParameters, stacked_rows
 
@@ -242,6 +243,21 @@ def rollout_batch(buf: RolloutBuffer, cfg) -> tuple[Tensor, Tensor, Tensor, Tens
     if cfg.normalize_advantage:
         advantages = standardize(advantages)
     return obs, actions, advantages, returns
+
+
+def natural_update(algo, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
+    """NPG's or TRPO's update of one seed: the full natural step α F⁻¹∇L, taken by ``algo.take_step``
+    (whole, or by the line search), then the critic's regression on the GAE returns."""
+    cfg = algo.cfg
+    obs, actions, advantages, returns = rollout_batch(buf, cfg)
+    problem = SurrogateProblem(algo.policy.distribution, algo.policy.policy_parameters(), obs, actions, advantages)
+    step, cg = problem.natural_step(cfg.target_kl, cfg.cg_damping, cfg.cg_max_steps, cfg.cg_tolerance)
+    metrics = algo.take_step(problem, step, cg)
+    learning_rate = critic_learning_rate(algo, progress_remaining)
+    value_loss = fit_value(
+        algo.policy.value, algo.critic_optimizer, obs, returns, cfg.n_critic_updates, cfg.batch_size, algo.generator
+    )
+    return metrics | critic_metrics(value_loss, buf, returns, learning_rate)
 
 
 def critic_learning_rate(algo, progress_remaining: float) -> float:

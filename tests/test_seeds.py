@@ -94,6 +94,29 @@ def test_stacked_update_equals_each_seeds_own_update(case):
         assert min(steps) < fields["n_epochs"] * fields["n_steps"] * fields["n_envs"] // fields["batch_size"]
 
 
+def seed_algos(algo_name: str, env_id: str, fields: dict) -> tuple[list, gym.Env]:
+    """Seeds 0-2 of an algorithm (each network initialised under its seed), and the env of its spaces."""
+    from pgrad.algos import get_algo
+
+    entry, env = get_algo(algo_name), gym.make(env_id)
+    algos = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        cfg = entry.config_class(env=env_id, seed=seed, **fields)
+        algos.append(entry.algo_class(cfg, env.observation_space, env.action_space, torch.device("cpu")))
+    return algos, env
+
+
+def assert_each_seed_as_its_own(singles: list, algos: list, expected: list, got: list, rel: float) -> None:
+    """Each stacked seed's metrics and parameters are its own single update's (float rounding apart)."""
+    for single, stacked, want, have in zip(singles, algos, expected, got, strict=True):
+        assert list(have) == list(want)
+        for key in want:
+            assert have[key] == pytest.approx(want[key], rel=rel, abs=1e-5), key
+        for (name, p), q in zip(single.policy.named_parameters(), stacked.policy.parameters(), strict=True):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=2e-6, msg=name)
+
+
 A2C_CASES = {
     "a2c, n-step returns, RMSprop": ("a2c", "CartPole-v1", dict(n_steps=5, n_envs=4, ent_coef=0.01)),
     "a2c, GAE, normalised advantages, linear lr": ("a2c", "Pendulum-v1", dict(
@@ -106,16 +129,9 @@ A2C_CASES = {
 def test_stacked_a2c_update_equals_each_seeds_own_update(case):
     """A2C and the one-step actor-critic stacked: each seed's parameters, optimizer state and
     metrics after three updates are its own update's (float rounding apart)."""
-    from pgrad.algos import get_algo
     from pgrad.algos.actor_critic import update_seeds as a2c_update_seeds
 
-    algo_name, env_id, fields = A2C_CASES[case]
-    entry, env = get_algo(algo_name), gym.make(env_id)
-    algos = []
-    for seed in (0, 1, 2):
-        torch.manual_seed(seed)
-        cfg = entry.config_class(env=env_id, seed=seed, **fields)
-        algos.append(entry.algo_class(cfg, env.observation_space, env.action_space, torch.device("cpu")))
+    algos, env = seed_algos(*A2C_CASES[case])
     bufs = [filled_buffer(algo, env, 20 + s) for s, algo in enumerate(algos)]
     singles = copy.deepcopy(algos)
     stack = StackedParameters([algo.policy for algo in algos])
@@ -123,12 +139,7 @@ def test_stacked_a2c_update_equals_each_seeds_own_update(case):
         progress = 1.0 - rounds / 4
         expected = [algo.update(buf, progress_remaining=progress) for algo, buf in zip(singles, bufs, strict=True)]
         got = a2c_update_seeds(algos, bufs, stack, progress, [True, True, True])
-        for single, stacked, want, have in zip(singles, algos, expected, got, strict=True):
-            assert list(have) == list(want)
-            for key in want:
-                assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-5), key
-            for (name, p), q in zip(single.policy.named_parameters(), stacked.policy.parameters(), strict=True):
-                torch.testing.assert_close(q, p, rtol=1e-4, atol=2e-6, msg=name)
+        assert_each_seed_as_its_own(singles, algos, expected, got, rel=1e-4)
 
 
 def test_a_stopped_seed_takes_no_step_and_draws_nothing():
@@ -161,16 +172,10 @@ TRUST_REGION_CASES = {
 def test_stacked_trust_region_update_equals_each_seeds_own_update(case):
     """TRPO and NPG stacked: each seed's CG (its own scalars and stop), step scale, line search,
     critic fit and metrics after two updates are its own update's (float rounding apart)."""
-    from pgrad.algos import get_algo
     from pgrad.trust_region import update_seeds as trust_region_update_seeds
 
-    algo_name, env_id, fields = TRUST_REGION_CASES[case]
-    entry, env = get_algo(algo_name), gym.make(env_id)
-    algos = []
-    for seed in (0, 1, 2):
-        torch.manual_seed(seed)
-        cfg = entry.config_class(env=env_id, seed=seed, **fields)
-        algos.append(entry.algo_class(cfg, env.observation_space, env.action_space, torch.device("cpu")))
+    fields = TRUST_REGION_CASES[case][2]
+    algos, env = seed_algos(*TRUST_REGION_CASES[case])
     singles = copy.deepcopy(algos)
     stack = StackedParameters([algo.policy for algo in algos])
     for rounds in range(2):
@@ -178,12 +183,8 @@ def test_stacked_trust_region_update_equals_each_seeds_own_update(case):
         progress = 1.0 - rounds / 4
         expected = [algo.update(buf, progress_remaining=progress) for algo, buf in zip(singles, bufs, strict=True)]
         got = trust_region_update_seeds(algos, bufs, stack, progress, [True, True, True])
-        for single, stacked, want, have in zip(singles, algos, expected, got, strict=True):
-            assert list(have) == list(want)
-            for key in want:
-                assert have[key] == pytest.approx(want[key], rel=1e-3, abs=1e-5), key
-            for (name, p), q in zip(single.policy.named_parameters(), stacked.policy.parameters(), strict=True):
-                torch.testing.assert_close(q, p, rtol=1e-4, atol=2e-6, msg=name)
+        assert_each_seed_as_its_own(singles, algos, expected, got, rel=1e-3)
+        for single, stacked in zip(singles, algos, strict=True):
             assert torch.equal(single.generator.get_state(), stacked.generator.get_state())
     if "tolerance" in case:  # the case is built so that CG stops early for some seeds: the test sees it
         assert any(m["losses/cg_iterations"] < fields.get("cg_max_steps", 15) for m in expected)

@@ -17,15 +17,13 @@ from torch import Tensor
 
 from pgrad.buffers import RolloutBuffer
 from pgrad.config import TrustRegionConfig, in_range, positive_int
-from pgrad.networks import actor_critic_for, fit_value
+from pgrad.networks import actor_critic_for
 from pgrad.optim import adam
 from pgrad.trust_region import (
     CGResult,
     SurrogateProblem,
     backtracking_line_search,
-    critic_learning_rate,
-    critic_metrics,
-    rollout_batch,
+    natural_update,
 )
 
 
@@ -52,16 +50,7 @@ class TRPO:
         self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def update(self, buf: RolloutBuffer, progress_remaining: float) -> dict[str, float]:
-        cfg = self.cfg
-        obs, actions, advantages, returns = rollout_batch(buf, cfg)
-        problem = SurrogateProblem(self.policy.distribution, self.policy.policy_parameters(), obs, actions, advantages)
-        step, cg = problem.natural_step(cfg.target_kl, cfg.cg_damping, cfg.cg_max_steps, cfg.cg_tolerance)
-        metrics = self.take_step(problem, step, cg)
-        learning_rate = critic_learning_rate(self, progress_remaining)
-        value_loss = fit_value(
-            self.policy.value, self.critic_optimizer, obs, returns, cfg.n_critic_updates, cfg.batch_size, self.generator
-        )
-        return metrics | critic_metrics(value_loss, buf, returns, learning_rate)
+        return natural_update(self, buf, progress_remaining)
 
     def take_step(self, problem: SurrogateProblem, step: Tensor, cg: CGResult) -> dict[str, float]:
         """From θ_old along the full natural step (α F⁻¹∇L), by the line search; its metrics."""

@@ -1,5 +1,6 @@
-"""mixed_precision="bf16": the updates' matrix products in bfloat16 (torch.autocast), everything a
-user keeps (parameters, optimiser state, the saved agent) in float32, acting in float32."""
+"""Inside an update: mixed_precision="bf16" (its matrix products in bfloat16, torch.autocast), everything a
+user keeps (parameters, optimiser state, the saved agent) in float32, acting in float32; and float32
+subnormals flushed to zero (flush_denormals), outside it IEEE again."""
 
 from __future__ import annotations
 
@@ -67,3 +68,24 @@ def test_stacked_seeds_train_in_bf16(tmp_path):
                          hidden_sizes=(32, 32), mixed_precision="bf16", run_dir=str(tmp_path / "s"),
                          eval_episodes=0, tensorboard=False)  # fmt: skip
     assert len(agents) == 2 and all(p.dtype == torch.float32 for a in agents for p in a.policy.parameters())
+
+
+def subnormal_survives() -> bool:
+    return bool((torch.tensor([1e-39], dtype=torch.float32) * 1.0)[0] != 0)
+
+
+@pytest.mark.skipif(not torch.backends.cpu.get_cpu_capability().startswith("AVX"), reason="FTZ/DAZ is x86's")
+def test_updates_flush_subnormals_and_leave_the_thread_as_it_was():
+    assert subnormal_survives()
+    with precision(SACConfig(), CPU):
+        assert not subnormal_survives()  # read as zero inside an update
+    assert subnormal_survives()  # IEEE again for acting, envs, evaluation
+    with precision(SACConfig(flush_denormals=False), CPU):
+        assert subnormal_survives()
+    torch.set_flush_denormal(True)  # a user's own setting stays as it was
+    try:
+        with precision(SACConfig(), CPU):
+            pass
+        assert not subnormal_survives()
+    finally:
+        torch.set_flush_denormal(False)

@@ -94,10 +94,15 @@ NOTES = {
     "charges 5e-4 of their clipped squares, which gym 0.24's notes report trains 'significantly worse' with the "
     "same algorithm. No published PPO table for Ant-v5 at 1M steps was found to set beside it.",
     "sac HalfCheetah-v5": "100k steps, a tenth of the Zoo's budget (its 9,535 is a 1M-step agent: not comparable). "
-    "pgrad's seeds 0 and 1 end at 5,533 and 5,146; SB3 with the same preset (SB3's SAC defaults, 10k random "
-    "steps first), seed 0, the same machine, ends at 6,289, and trained 1.44x slower (4,005 s vs 2,786 s; each "
-    "with the other core busy). Two pgrad seeds and one SB3 run cannot tell a 750-1,100 gap at 100k steps from "
-    "seed luck; seed 2 (and SB3's seeds 1-2) were not run for lack of machine time.",
+    "pgrad's seeds end at 5,533, 5,146 and 4,597 (5,092 ± 471); SB3 with the same preset (SB3's SAC defaults, "
+    "10k random steps first), seed 0, the same machine, ends at 6,289, and trained 1.44x slower (4,005 s vs "
+    "2,786 s on the AMD EPYC, each with the other core busy). SB3's run is 2.5 of pgrad's seed-to-seed standard "
+    "deviations above pgrad's mean, inside the 95% prediction interval of one more pgrad seed from these three "
+    "(5,092 ± 2,340: three seeds pin little down); SB3's seeds 1-2 were not run. Seed 2 ran on an Intel Xeon "
+    "(AVX-512, AMX) in 724 s.",
+    "trpo HalfCheetah-v5": "seeds 0 and 2 end at 1,731 and 1,959, the Zoo's level (1,785 ± 69, one v3 agent, ± over "
+    "its episodes); seed 1 at 3,922, the gait the Zoo's agent did not find: not below the published number. "
+    "About 5 minutes a run (1M steps) on an Intel Xeon (AVX-512, AMX) core.",
     "trpo Hopper-v5": "seed 1 ends at 3,667 ± 3, the Zoo's level; seeds 0 and 2 were there or near it during "
     "training (their evaluation curves peak at 2,760 and 3,578) and fell back over the last ~300k steps, to "
     "1,841 and 2,077 (± 130 and ± 609 over the episodes), so a late decline, not a ceiling, "
@@ -217,13 +222,25 @@ def merge(out: Path, case: Case, steps: int, row: dict, peer: str | None = None)
     entry = results.setdefault(key, {"algo": case.algo, "env": case.env, "steps": steps, "runs": []})
     entry["published"] = [vars(p) for p in case.published]
     field = f"{peer}_runs" if peer else "runs"  # a peer's runs of the case, on this machine, beside pgrad's
+    row = {**row, "machine": machine()}  # each run its own: the seeds of a row may run on different machines
     entry[field] = sorted(
         [r for r in entry.get(field, []) if r["seed"] != row["seed"]] + [row], key=lambda r: r["seed"]
     )
-    entry["machine"] = machine()
+    entry["machine"] = row["machine"]  # the latest run's (runs recorded before each had its own: the entry's)
     atomic_write(path, json.dumps(results, indent=2).encode())
     lock.close()
     return results
+
+
+def machines(entry: dict) -> str:
+    """The machines a row's runs (pgrad's and the peer's) ran on; each named with its runs when they differ."""
+    runs = [(f"s{r['seed']}", r) for r in entry["runs"]] + [(f"SB3 s{r['seed']}", r) for r in entry.get("sb3_runs", [])]
+    named: dict[str, list[str]] = {}
+    for label, run in runs:
+        named.setdefault(run.get("machine", entry["machine"]), []).append(label)
+    if len(named) == 1:
+        return next(iter(named))
+    return "; ".join(f"{name} ({', '.join(labels)})" for name, labels in named.items())
 
 
 def write_markdown(out: Path, results: dict) -> None:
@@ -254,7 +271,7 @@ def write_markdown(out: Path, results: dict) -> None:
         wall = f"{statistics.fmean(times) / 60:.0f}" if times else "-"
         lines.append(
             f"| {entry['env']} | {entry['algo']} | {entry['steps']:,} | {len(runs)} | {statistics.fmean(means):,.0f}"
-            f"{spread} | {per_seed} | {peer} | {published} | {wall} | {entry['machine']} |"
+            f"{spread} | {per_seed} | {peer} | {published} | {wall} | {machines(entry)} |"
         )
     notes = [f"- **{key}**: {text}" for key, text in NOTES.items() if any(f"{e['algo']} {e['env']}" == key
              for e in results.values())]  # fmt: skip

@@ -48,9 +48,13 @@ bench: $(STAMP) $(SBX_VENV)/.installed
 	$(PY) benchmarks/bench.py --quick --out benchmarks/results/quick
 	$(PY) benchmarks/distributed.py
 
+# off-policy in float32 and bf16 beside SBX alone, into the main table
+SBX_PRECISION_CASES = sac-pendulum-fp32,sac-pendulum-bf16,td3-pendulum-fp32,td3-pendulum-bf16,ddpg-pendulum-fp32,ddpg-pendulum-bf16
+
 bench-full: $(STAMP) $(SBX_VENV)/.installed
 	$(PY) benchmarks/op_profile.py
 	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/bench.py --peer sbx --cases $(SBX_PRECISION_CASES)
 
 # SBX (JAX) gets its own venv for its jax/flax stack: bench and bench-full run it beside SB3;
 # bench-sbx runs the cases measured against SBX alone (benchmarks/results/sbx/).

@@ -338,10 +338,13 @@ CASES["td3-pendulum"]["hp"] = CASES["ddpg-pendulum"]["hp"] = {
 }
 
 # bf16 autocast (mixed_precision="bf16", issue 19): the off-policy cases beside SBX (which runs float32),
-# and Atari's CNN beside SB3. Its products run on AMX or AVX512-BF16 where the CPU has them.
+# with their float32 twins beside SBX alone (no SB3: a quicker pair, run with them), and Atari's CNN beside
+# SB3. Its products run on AMX or AVX512-BF16 where the CPU has them.
 for _name in ("sac-pendulum", "td3-pendulum", "ddpg-pendulum", "ppo-atari"):
     CASES[f"{_name}-bf16"] = {**CASES[_name], "hp": {**CASES[_name]["hp"], "mixed_precision": "bf16"}}
     CASES[f"{_name}-bf16"].update(peer="sb3" if _name == "ppo-atari" else "sbx", quick=False)
+    if _name != "ppo-atari":
+        CASES[f"{_name}-fp32"] = {**CASES[_name], "peer": "sbx", "quick": False}
 
 
 def sb3_kwargs(hp: dict, total_steps: int, action_dim: int = 1) -> dict:
@@ -869,21 +872,28 @@ each seed's own `update`, 8 seeds, a busy core): SAC 1.00-1.23× at 256-256 and 
 seeds); TD3 1.02-1.05× at the Zoo's 400-300 and 2.6-3.3× at 64-64. So 8 SAC seeds at ≥ 4× one
 seed's speed is out of reach in fp32 on this CPU at these widths; stacking pays for small networks
 (and, untested, on a GPU). Peak memory: 687 MB stacked vs 428 one by one (eight replay buffers and
-networks in one process).""".splitlines()
+networks in one process).
+
+TRPO (`--seeds` for TRPO and NPG), on the Intel Xeon (AVX-512, AMX), one core, the other busy: 16
+seeds × 100k steps of CartPole train stacked at 0.94× the seeds one by one (165 vs 155 s) and 2.1×
+sb3-contrib's TRPO one by one (348 s), their returns one distribution (481.9 ± 48.1 stacked, 479.5 ±
+57.1 one by one). Stacking gives one process and lockstep runs here, not speed: a TRPO update is
+arithmetic-bound already for one seed (11 Fisher-vector products on 1,024 states), and the vmapped
+double backward of 16 seeds' products (63 ms on a shared core) costs more than 16 separate ones
+(~53 ms). Where a small network's pass is bound by kernel launches (a GPU) it is what would pay.""".splitlines()
 
 
 READING = """\
 How to read it (what the profile below showed, and what was done about it):
 
 - **Pixels, Atari.** PPO on Breakout with RL Zoo's `atari` preset (8 envs, 4×84×84 uint8 frames, the
-  Nature CNN): parity, 147 vs 147 SPS over three seeds. pgrad's seeds ran at 171/142/128 SPS and
-  SB3's at 148/147/147; both of pgrad's phases slowed alike over its later runs (collect 33 → 49 s,
-  update 116 → 151 s), which is the VM's speed drifting, not the code (each run is a fresh process
-  doing the same work). 77% of pgrad's time is the update: the CNN's convolutions forward and
-  backward on minibatches of 256 frames, the same oneDNN kernels in both libraries; collection runs
-  at 78% of the floor (the emulator, the preprocessing and a batched CNN forward). Both hold the
-  rollout's frames as uint8 (28 MB); peak memory is 621 vs 639 MB, of which ~300 MB is torch, the
-  emulator and the libraries themselves (the floor process alone).
+  Nature CNN), on the Intel Xeon (AVX-512, AMX), the other core busy: in float32 the two are at
+  near parity, 257 vs 247 SPS (1.04×) over three seeds, 77% of pgrad's time in the update, bound by the CNN's convolutions forward and backward on
+  minibatches of 256 frames (the same oneDNN kernels in both libraries; an earlier AMD EPYC run, 147
+  vs 147, is in results/history/). With `mixed_precision="bf16"` (the `ppo-atari-bf16` row, measured
+  before subnormals were flushed) the convolutions run on AMX: a minibatch step 160 → 67 ms, and pgrad
+  trains 1.83× as fast as SB3 in float32 (496 vs 271 SPS), its update's share of the time 57%. Both
+  hold the rollout's frames as uint8 (28 MB).
 
 - **On-policy, CartPole.** RL-Zoo's PPO config takes 20 gradient steps on 256 samples per 256 env
   steps (7,800 for 100k steps), so PPO is update-bound: the `pgrad update` column. One eager-PyTorch
@@ -907,30 +917,32 @@ How to read it (what the profile below showed, and what was done about it):
   through the tanh nets (~1.5 ms each; the Gauss-Newton form Jᵀ M J v with a forward-mode J v gave
   the same product to 6e-8 but took 1.6 ms, so it was not adopted) and the critic fit (40 Adam
   steps on 512 states, ~29 ms).
-- **Off-policy, Pendulum: behind SBX.** pgrad leads SB3 by 1.22-1.25× but trails SBX (0.70× SAC,
-  0.91× TD3, 0.85× DDPG, its JIT time counted). One SAC update (B = 256, 256-256 nets) is 16
-  products of 256×256 by 256 (~540 MFLOP) and, in eager PyTorch, ~1,200 operator calls. Measured
-  on an AMD EPYC (Zen 3: AVX2, FMA; no AVX-512, no AMX), one thread, the update alone on a filled
-  buffer: the 256³ product runs at 62-78 GFLOP/s in torch (MKL), 60-72 in numpy (OpenBLAS) and
-  55-63 in JAX (XLA), so the 16 products cost every library ~8.5 ms. SBX's whole update takes
-  10.2 ms on a quiet machine (13.0 ms with the other core busy), one jitted XLA computation with
-  ~1.7 ms beyond its products; pgrad's takes 18-20 ms: 11-12.5 ms of products (the 16 large and ~30
-  small ones of the first and last layers; 62% in the profile below), the rest the operator calls themselves: on this VM an
-  op in grad mode costs 15-30 µs of dispatch and autograd recording and a `backward()` ~90 µs
-  before it computes anything (the two-critic loss of five small ops: 140 µs). On the Zen 4 of an
-  earlier session, where dispatch was cheaper, the same update was 9.7-10.3 ms against SBX's 8.5
-  (TD3 at 400-300: pgrad 10.6 ms, SBX 11.7). Levers measured here and not kept: `torch.compile` of
-  the critic's loss and backward (31 s to compile, then 4.9-6.1 ms vs eager 5.0-6.2: no gain
-  beyond noise), the twin critics stacked into batched products (4.9-5.2 vs 5.2-5.4 ms: noise),
-  glibc's allocator thresholds (page faults 86 → 1 a step, time unchanged), flushing denormals
-  (no change); bf16 autocast (14 → 10 ms on the Intel Xeon with AMX) needs AMX or AVX512-BF16 and
-  a 5-seed returns check before it could be a default. So on a CPU the gap to SBX is eager
-  PyTorch's per-op cost, which only compiling the whole update into one graph removes, and
-  inductor did not do that here. (torch.profiler's `record_shapes` inflates the elementwise ops
-  of an update 5-50×, which once looked like a slow ReLU; the profile table below is taken
-  without it. It is this Zen 3 machine's (the other core training), a 2.45 GHz VM on which every update runs ~3× slower
-  than on the Zen 4 of the earlier session, PPO's 76.8 ms against 22.9: the per-step costs quoted
-  for the on-policy cases above are those earlier machines'.)
+- **Off-policy, Pendulum, beside SBX (the `-fp32` and `-bf16` rows).** On the Intel Xeon (AVX-512,
+  AMX; one core, the other training), against SBX on the same seeds, SBX's JIT counted: float32 SAC
+  0.77×, TD3 1.08×, DDPG 0.91×; with `mixed_precision="bf16"` SAC 0.90×, TD3 1.50×, DDPG 1.27×.
+  Two levers moved them. (1) Subnormals: in a real SAC run the update slows as training goes (14.2
+  → 15.0 ms on a shared core over 4,000 steps), because Adam's moments and the backward passes fill
+  with float32 subnormals, each ~100 cycles on x86. XLA runs its CPU code with them flushed to zero;
+  pgrad's updates now do too (`flush_denormals`, default on; acting, envs and evaluation keep IEEE):
+  13.1 ms flat, −10% wall time. A micro-benchmark on fresh networks never sees it (an earlier
+  "flushing denormals: no change" was such a measurement). (2) bf16 autocast: with AMX a 256³
+  product runs ~4× faster than in float32, a SAC update on fresh networks 6.3 → 5.4 ms, TD3's
+  400-300 one 6.35 → 4.35 ms; but each update adds ~130 casts, and bf16 elementwise ops run at half
+  float32's speed (ReLU, its backward), so SAC, with the most work beside its products, gains least.
+  Returns match float32's over seeds 0-2 (the eval columns; the same episode seeds). It stays off by
+  default: it pays only where the CPU has AMX or AVX512-BF16 (elsewhere bf16 is emulated), it changes
+  results bit for bit, and three seeds are not the five a default would need. What is left between
+  pgrad's SAC and SBX's is eager PyTorch's per-operator cost (~1,200 operator calls an update, the
+  autograd engine's `backward()` and three Adam steps among them; the temperature's step alone is
+  3% of the update), which only one compiled graph of the whole update removes; `torch.compile` of
+  the critic's step did not pay on the AMD EPYC (31 s to compile, then no gain beyond noise), nor
+  did stacking the twin critics into batched products or glibc's allocator thresholds. Measured
+  there (Zen 3: AVX2, FMA; no AVX-512, no AMX) in float32: the 256³ product at 62-78 GFLOP/s in torch
+  (MKL), 60-72 in numpy and 55-63 in JAX, so the 16 products of a SAC update cost every library
+  ~8.5 ms; SBX's whole update 10.2 ms, pgrad's 18-20 ms. The sac/td3/ddpg-pendulum rows beside SB3
+  are an earlier Intel Xeon VM's (the same CPU name, ~2.5× slower: SBX's SAC at 71 SPS there, 184
+  here). (torch.profiler's `record_shapes` inflates the elementwise ops of an update 5-50×; the
+  profile table below is taken without it, on the AMD EPYC with the other core training.)
 - **Returns.** Both libraries are evaluated on the same 10 episode seeds. A2C at 100k steps on
   CartPole is bimodal for both (most runs converge to ~500 or stall near 60-180): over seeds 0-8
   (the two a2c rows) pgrad has 5 of 9 runs ≥ 465 (mean 360), SB3 6 of 9 (mean 379). PPO on

@@ -100,6 +100,17 @@ NOTES = {
     "deviations above pgrad's mean, inside the 95% prediction interval of one more pgrad seed from these three "
     "(5,092 ± 2,340: three seeds pin little down); SB3's seeds 1-2 were not run. Seed 2 ran on an Intel Xeon "
     "(AVX-512, AMX) in 724 s.",
+    "sac Hopper-v5": "100k steps, a tenth of the Zoo's budget (its 2,326 ± 1,130 is a 1M-step agent: not comparable). "
+    "Seeds 0 and 2 end at 1,386 and 1,764 (± 77 and ± 601 over the episodes), still rising (528 → 1,386 and 1,103 → "
+    "1,764 over the last 20k steps); seed 1 ends at 333 ± 1, every episode alike, after its evaluation rose to "
+    "1,029 at 30k steps and fell back: at this budget SAC's seeds on Hopper spread from a stall to a hop. No SB3 "
+    "run beside it yet. 13-16 minutes a run on an Intel Xeon (AVX-512, AMX) core.",
+    "td3 HalfCheetah-v5": "100k steps, a tenth of the Zoo's budget (its 9,656 ± 970 is a 1M-step agent: not "
+    "comparable): seed 0 ends at 4,881 ± 95, in 13 minutes on an Intel Xeon (AVX-512, AMX) core; seeds 1-2 and an "
+    "SB3 run beside it were not run yet.",
+    "td3 Hopper-v5": "100k steps, a tenth of the Zoo's budget (its 3,606 ± 4 is a 1M-step agent: not comparable): "
+    "seed 0 ends at 1,452 ± 690 (its episodes still end at different lengths), in 12 minutes on an Intel Xeon "
+    "(AVX-512, AMX) core; seeds 1-2 and an SB3 run beside it were not run yet.",
     "trpo HalfCheetah-v5": "seeds 0 and 2 end at 1,731 and 1,959, the Zoo's level (1,785 ± 69, one v3 agent, ± over "
     "its episodes); seed 1 at 3,922, the gait the Zoo's agent did not find: not below the published number. "
     "About 5 minutes a run (1M steps) on an Intel Xeon (AVX-512, AMX) core.",

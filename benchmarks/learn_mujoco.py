@@ -106,11 +106,11 @@ NOTES = {
     "1,029 at 30k steps and fell back: at this budget SAC's seeds on Hopper spread from a stall to a hop. No SB3 "
     "run beside it yet. 13-16 minutes a run on an Intel Xeon (AVX-512, AMX) core.",
     "td3 HalfCheetah-v5": "100k steps, a tenth of the Zoo's budget (its 9,656 ± 970 is a 1M-step agent: not "
-    "comparable): seed 0 ends at 4,881 ± 95, in 13 minutes on an Intel Xeon (AVX-512, AMX) core; seeds 1-2 and an "
-    "SB3 run beside it were not run yet.",
+    "comparable): seeds 0 and 1 end at 4,881 ± 95 and 5,041 ± 324, 13 minutes a run on an Intel Xeon (AVX-512, AMX) "
+    "core; seed 2 and an SB3 run beside them were not run yet.",
     "td3 Hopper-v5": "100k steps, a tenth of the Zoo's budget (its 3,606 ± 4 is a 1M-step agent: not comparable): "
-    "seed 0 ends at 1,452 ± 690 (its episodes still end at different lengths), in 12 minutes on an Intel Xeon "
-    "(AVX-512, AMX) core; seeds 1-2 and an SB3 run beside it were not run yet.",
+    "seeds 0 and 1 end at 1,452 ± 690 and 2,819 ± 521, 12 minutes a run on an Intel Xeon (AVX-512, AMX) core; "
+    "seed 2 and an SB3 run beside them were not run yet.",
     "trpo HalfCheetah-v5": "seeds 0 and 2 end at 1,731 and 1,959, the Zoo's level (1,785 ± 69, one v3 agent, ± over "
     "its episodes); seed 1 at 3,922, the gait the Zoo's agent did not find: not below the published number. "
     "About 5 minutes a run (1M steps) on an Intel Xeon (AVX-512, AMX) core.",

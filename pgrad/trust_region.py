@@ -229,7 +229,7 @@ class SurrogateProblem:
         cg = conjugate_gradient(fvp, g, cg_iterations, cg_tolerance)  # x ≈ F⁻¹ ∇L
         if not bool(cg.x.any()):
             return cg.x, cg
-        return scaled_step(cg.x, fvp(cg.x), max_kl), cg
+        return step_scale(cg.x, fvp(cg.x), max_kl) * cg.x, cg
 
 
 # ---- NPG's and TRPO's update around the step: one seed, or many seeds at once ----
